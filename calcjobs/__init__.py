@@ -1,0 +1,1 @@
+"""``CalcJob`` plugins: what a job needs on the remote side and which files come back."""

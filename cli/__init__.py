@@ -1,0 +1,17 @@
+"""The ``mlqm`` command.
+
+Each sub-command lives in its own module and registers itself on :data:`main`; the list at the bottom imports them.
+"""
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.version_option(package_name='aiida-mlqm')
+def main():
+    """aiida-mlqm: high-throughput ML/QM campaigns on AiiDA."""
+
+
+# Sub-command modules: importing one registers its commands on ``main``.
+from . import setup as _setup  # noqa: E402,F401

@@ -1,0 +1,3 @@
+from aiida_mlqm.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""ML code that runs inside jobs, on a laptop or a compute node. Nothing here imports AiiDA."""

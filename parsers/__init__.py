@@ -1,0 +1,1 @@
+"""One ``Parser`` per CalcJob: retrieved files -> output nodes and exit codes."""

@@ -1,0 +1,1 @@
+"""What is stored and how it is found: Data plugins, queries, exports and reports."""

@@ -1,0 +1,43 @@
+"""Shared fixtures.
+
+The embedded back end (``core.sqlite_dos``, no broker) comes from ``aiida.tools.pytest_fixtures``; the PostgreSQL,
+RabbitMQ and SLURM back ends have their own fixtures below. In CI (``CI=true``) a test whose service is missing fails;
+outside CI it is skipped with the command that starts the service.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = ['aiida.tools.pytest_fixtures']
+
+IN_CI = os.environ.get('CI', '').lower() in {'1', 'true', 'yes'}
+
+
+def require_service(available: bool, what: str, how: str) -> None:
+    """Fail in CI, skip elsewhere, when a service a test needs is not there."""
+    if available:
+        return
+    message = f'{what} is not available; start it with: {how}'
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope='session')
+def mlqm_localhost(aiida_profile):
+    """The ``localhost`` computer as ``mlqm setup`` makes it (core.direct, core.local, zero poll interval)."""
+    from aiida_mlqm.cli.setup import ensure_localhost_computer
+
+    import tempfile
+
+    return ensure_localhost_computer('localhost-mlqm', workdir=tempfile.mkdtemp(prefix='mlqm-work-'))
+
+
+@pytest.fixture(scope='session')
+def mlqm_code(mlqm_localhost):
+    """The Python code with PySCF on ``localhost``, as ``mlqm setup`` makes it."""
+    from aiida_mlqm.cli.setup import ensure_python_code
+
+    return ensure_python_code(mlqm_localhost)
