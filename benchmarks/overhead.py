@@ -1,0 +1,117 @@
+"""Overhead of running reference QM through AiiDA: mlqm.reference (batched) and aiida-pyscf vs plain PySCF."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+DESCRIPTION = 'RHF/6-31G* energy+forces of 20 small G2 molecules: mlqm.reference and aiida-pyscf vs plain PySCF'
+BASIS = '6-31g*'
+
+
+def molecules(count: int) -> list[str]:
+    """The first ``count`` closed-shell G2 molecules (by name) with at most 6 atoms."""
+    from ase.collections import g2
+
+    names = [
+        name
+        for name in sorted(g2.names)
+        if len(g2[name]) <= 6 and not any(g2[name].get_initial_magnetic_moments())
+    ]
+    return names[:count]
+
+
+PLAIN_SCRIPT = textwrap.dedent(
+    '''
+    import json, sys, time
+    from ase.collections import g2
+    from pyscf import gto, scf
+    energies = {}
+    for name in json.loads(sys.argv[1]):
+        atoms = g2[name]
+        mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)],
+                    basis=sys.argv[2], unit='Angstrom', verbose=0)
+        mf = scf.RHF(mol).run(conv_tol=1e-9)
+        mf.nuc_grad_method().kernel()
+        energies[name] = mf.e_tot
+    print(json.dumps(energies))
+    '''
+)
+
+
+def run_plain(names: list[str]) -> tuple[float, dict]:
+    """One plain PySCF process (interpreter start and imports included), as a user's script would run."""
+    start = time.perf_counter()
+    output = subprocess.run(
+        [sys.executable, '-c', PLAIN_SCRIPT, json.dumps(names), BASIS], capture_output=True, text=True, check=True
+    )
+    return time.perf_counter() - start, json.loads(output.stdout)
+
+
+def run(quick: bool = False) -> dict:
+    from aiida import orm
+    from aiida.engine import run_get_node
+    from aiida.plugins import CalculationFactory, WorkflowFactory
+
+    from aiida_mlqm.cli.demo import g2_structure
+
+    from ._profile import temporary_embedded_profile
+
+    names = molecules(8 if quick else 20)
+    plain_seconds, plain_energies = run_plain(names)
+
+    with temporary_embedded_profile() as (_, code):
+        structures = {f'mol_{i:02d}': g2_structure(name) for i, name in enumerate(names)}
+        options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1, 'num_cores_per_mpiproc': 2}}
+        start = time.perf_counter()
+        results, node = run_get_node(
+            WorkflowFactory('mlqm.reference'),
+            structures=structures,
+            parameters=orm.Dict({'method': 'rhf', 'basis': BASIS, 'forces': True}),
+            code=code,
+            options=orm.Dict(options),
+        )
+        mlqm_seconds = time.perf_counter() - start
+        if not node.is_finished_ok:
+            raise RuntimeError(f'ReferenceWorkChain<{node.pk}> failed: {node.exit_status} {node.exit_message}')
+        mlqm_energies = {frame.structure_uuid: frame.energy for frame in results['dataset'].frames()}
+
+        code.default_calc_job_plugin = None
+        aiida_pyscf = CalculationFactory('pyscf.base')
+        start = time.perf_counter()
+        pyscf_energies = {}
+        for name in names:
+            outputs, calc = run_get_node(
+                aiida_pyscf,
+                code=code,
+                structure=g2_structure(name),
+                parameters=orm.Dict({'mean_field': {'method': 'RHF', 'conv_tol': 1e-9}, 'structure': {'basis': BASIS}}),
+                metadata={'options': {'resources': {'num_machines': 1}}},
+            )
+            if not calc.is_finished_ok:
+                raise RuntimeError(f'pyscf.base<{calc.pk}> failed: {calc.exit_status} {calc.exit_message}')
+            pyscf_energies[name] = outputs['parameters']['mean_field']['total_energy']
+        aiida_pyscf_seconds = time.perf_counter() - start
+
+    hartree = 27.211386245988
+    deviation = max(
+        abs(pyscf_energies[name] / hartree - plain_energies[name]) for name in names
+    )
+    assert len(mlqm_energies) == len(names)
+    table = [
+        {'route': 'plain PySCF, one process', 'seconds': plain_seconds, 'jobs': 1},
+        {'route': 'mlqm.reference (batched, embedded)', 'seconds': mlqm_seconds, 'jobs': len(node.called)},
+        {'route': 'aiida-pyscf, one CalcJob per molecule', 'seconds': aiida_pyscf_seconds, 'jobs': len(names)},
+    ]
+    print(f'{len(names)} molecules: {", ".join(names)}')
+    print(f'largest |E(aiida-pyscf) - E(plain)| = {deviation:.2e} Ha')
+    return {
+        '_table': table,
+        'plain_pyscf_seconds': {'value': plain_seconds, 'unit': 's', 'target': None},
+        'mlqm_seconds': {'value': mlqm_seconds, 'unit': 's', 'target': None},
+        'aiida_pyscf_seconds': {'value': aiida_pyscf_seconds, 'unit': 's', 'target': None},
+        'mlqm_vs_plain_pyscf': {'value': mlqm_seconds / plain_seconds, 'unit': 'ratio', 'target': '<= 1.3'},
+        'aiida_pyscf_vs_plain_pyscf': {'value': aiida_pyscf_seconds / plain_seconds, 'unit': 'ratio', 'target': None},
+    }

@@ -1,0 +1,149 @@
+"""Calcfunctions that assemble ``DatasetData`` nodes from labelled structures.
+
+The inputs of each calcfunction are the per-structure result nodes themselves, so the provenance graph links every
+row of a dataset to the calculation that produced its label (``dataset -> assemble -> parameters -> calculation``).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from ..provenance.dataset import DatasetData, Frame
+
+ROLES = ('structure', 'parameters', 'forces')
+EV_PER_HARTREE = 27.211386245988  # CODATA 2018, as ase.units and aiida-pyscf's pint registry use
+
+
+def level_of_theory(parameters: dict) -> str:
+    """A short, stable label of a level of theory, e.g. ``ccsd(t)/cc-pvdz`` or ``b3lyp/6-31g*``."""
+    method = str(parameters.get('method', 'hf')).lower()
+    basis = str(parameters.get('basis', '')).lower()
+    if method in {'dft', 'rks', 'uks'}:
+        method = str(parameters.get('xc', 'dft')).lower()
+    if parameters.get('frozen_core') and method in {'mp2', 'ccsd', 'ccsd(t)'}:
+        method = f'{method}-fc'
+    return f'{method}/{basis}'
+
+
+def label_inputs(key: str, structure: orm.StructureData, parameters: orm.Dict, forces: orm.ArrayData | None) -> dict:
+    """The calcfunction inputs for one labelled structure, under link labels derived from ``key``."""
+    if not re.fullmatch(r'[A-Za-z0-9]+(_[A-Za-z0-9]+)*', key):
+        raise ValueError(f'structure key {key!r} must be letters and digits joined by single underscores')
+    inputs = {f'structure_{key}': structure, f'parameters_{key}': parameters}
+    if forces is not None:
+        inputs[f'forces_{key}'] = forces
+    return inputs
+
+
+def _group_by_key(nodes: dict) -> dict[str, dict]:
+    grouped: dict[str, dict] = {}
+    for label, node in nodes.items():
+        role, _, key = label.partition('_')
+        if role not in ROLES or not key:
+            raise ValueError(f'input {label!r} is not named <role>_<key> with role one of {ROLES}')
+        grouped.setdefault(key, {})[role] = node
+    return grouped
+
+
+@calcfunction
+def assemble_dataset(**nodes) -> DatasetData:
+    """Collect labelled structures into one ``DatasetData``.
+
+    Inputs come in triples named ``structure_<key>`` (StructureData), ``parameters_<key>`` (the ``mlqm.pyscf``
+    result Dict, energies in eV) and optionally ``forces_<key>`` (ArrayData ``forces`` in eV/Å); rows follow the
+    sorted keys. Each row records the uuid of the calculation that created its result.
+    """
+    frames = []
+    for key, group in sorted(_group_by_key(nodes).items()):
+        structure, result = group['structure'], group['parameters']
+        values = result.get_dict()
+        if values.get('total_energy_units', 'eV') != 'eV':
+            raise ValueError(f'{key}: total energy in {values["total_energy_units"]}, expected eV')
+        forces = group['forces'].get_array('forces') if 'forces' in group else None
+        creator = result.creator
+        frames.append(
+            Frame(
+                numbers=np.array([site_number(structure, site) for site in structure.sites]),
+                positions=np.array([site.position for site in structure.sites]),
+                energy=float(values['total_energy']),
+                forces=forces,
+                charge=int(values.get('charge', 0)),
+                multiplicity=int(values.get('multiplicity', 1)),
+                level=level_of_theory(values),
+                source_uuid=creator.uuid if creator is not None else None,
+                structure_uuid=structure.uuid,
+            )
+        )
+    return DatasetData.from_frames(frames)
+
+
+def site_number(structure: orm.StructureData, site) -> int:
+    """Atomic number of a site of ``structure`` (its kind must be a single element)."""
+    from ase.data import atomic_numbers
+
+    kind = structure.get_kind(site.kind_name)
+    if len(kind.symbols) != 1:
+        raise ValueError(f'site kind {kind.name} is an alloy or has vacancies; molecules need one element a site')
+    return atomic_numbers[kind.symbols[0]]
+
+
+@calcfunction
+def dataset_from_aiida_pyscf(**nodes) -> DatasetData:
+    """Assemble a ``DatasetData`` from the outputs of existing aiida-pyscf ``pyscf.base`` calculations.
+
+    Inputs come in pairs ``structure_<key>`` (the calculation's input structure) and ``parameters_<key>`` (its
+    ``parameters`` output, where aiida-pyscf stores ``mean_field.total_energy`` in eV and ``mean_field.forces`` in
+    eV/Å). Use :func:`dataset_from_pyscf_calculations` to build the inputs from calculation nodes.
+    """
+    frames = []
+    for key, group in sorted(_group_by_key(nodes).items()):
+        structure, result = group['structure'], group['parameters']
+        calculation = result.creator
+        mean_field = result.get_dict().get('mean_field', {})
+        if 'total_energy' not in mean_field:
+            raise ValueError(f'{key}: the pyscf.base result has no mean_field.total_energy')
+        inputs = calculation.inputs.parameters.get_dict() if 'parameters' in calculation.inputs else {}
+        mf_inputs = inputs.get('mean_field', {})
+        structure_inputs = inputs.get('structure', {})
+        method = str(mf_inputs.get('method', 'RHF')).lower()
+        basis = structure_inputs.get('basis', 'sto-3g')
+        level = level_of_theory({'method': 'dft' if 'ks' in method else method, 'xc': mf_inputs.get('xc'), 'basis': basis})
+        charge = int(structure_inputs.get('charge', 0))
+        spin = int(structure_inputs.get('spin', 0))
+        forces = mean_field.get('forces')
+        frames.append(
+            Frame(
+                numbers=np.array([site_number(structure, site) for site in structure.sites]),
+                positions=np.array([site.position for site in structure.sites]),
+                energy=float(mean_field['total_energy']),
+                forces=np.asarray(forces, dtype=float) if forces is not None else None,
+                charge=charge,
+                multiplicity=spin + 1,
+                level=level,
+                source_uuid=calculation.uuid,
+                structure_uuid=structure.uuid,
+            )
+        )
+    return DatasetData.from_frames(frames)
+
+
+def dataset_from_pyscf_calculations(calculations, *, label: str | None = None) -> DatasetData:
+    """Run :func:`dataset_from_aiida_pyscf` over finished ``pyscf.base`` calculation nodes (or their pks/uuids).
+
+    :raises ValueError: naming the first calculation that is not a finished ``pyscf.base`` job.
+    """
+    inputs = {}
+    for index, entry in enumerate(calculations):
+        node = entry if isinstance(entry, orm.Node) else orm.load_node(entry)
+        if node.process_type != 'aiida.calculations:pyscf.base':
+            raise ValueError(f'node {node.pk} is a {node.process_type}, not an aiida-pyscf pyscf.base calculation')
+        if not node.is_finished_ok:
+            raise ValueError(f'calculation {node.pk} did not finish successfully (exit status {node.exit_status})')
+        inputs.update(label_inputs(f'calc{index:05d}', node.inputs.structure, node.outputs.parameters, None))
+    if not inputs:
+        raise ValueError('no calculations given')
+    metadata = {'call_link_label': label} if label else {}
+    return dataset_from_aiida_pyscf(**inputs, metadata=metadata)

@@ -1,0 +1,311 @@
+"""``ReferenceWorkChain`` (``mlqm.reference``): label a set of structures at one level of theory.
+
+1. The structures are packed into ``mlqm.pyscf.batch`` jobs by estimated cost (:mod:`.batching`), capped by
+   ``batch.max_structures``; all batches run at once.
+2. Structures that failed inside a batch (or whose whole batch failed) are retried one by one through the
+   ``mlqm.pyscf.base`` restart chain, which changes settings by failure type.
+3. The per-structure results are assembled into a ``DatasetData`` by the :func:`.dataset.assemble_dataset`
+   calcfunction, so every row links to the calculation behind it.
+
+Structures that fail for good are listed in the ``failed`` output with their reason; the chain then finishes with
+exit status 710 instead of failing, so one bad molecule never sinks a campaign.
+"""
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.plugins import CalculationFactory, WorkflowFactory
+
+from .batching import estimate_cost_seconds, plan_batches
+from .dataset import assemble_dataset, label_inputs
+
+PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
+PyscfBaseWorkChain = WorkflowFactory('mlqm.pyscf.base')
+
+
+def validate_inputs(inputs, _):
+    """Check what the ports alone cannot: there are structures, and the parameters fit all their elements."""
+    structures = inputs.get('structures', {})
+    if not structures:
+        return 'no structures given: pass at least one StructureData in the `structures` namespace'
+    from ..calcjobs.parameters import ParameterError, validate_parameters
+
+    elements = {symbol for structure in structures.values() for symbol in structure.get_symbols_set()}
+    try:
+        validate_parameters(inputs['parameters'].get_dict(), elements)
+    except ParameterError as exception:
+        return f'invalid `parameters`: {exception}'
+    batch = inputs.get('batch', {})
+    if 'max_structures' in batch and batch['max_structures'].value < 1:
+        return '`batch.max_structures` must be at least 1'
+    return None
+
+
+@calcfunction
+def collect_failures(summary: orm.Dict, **batch_failures: orm.Dict) -> orm.Dict:
+    """The ``failed`` output: one entry per structure that could not be labelled, with status and message.
+
+    ``summary`` is the chain's final account (after retries); the batch jobs' own ``failures`` outputs are inputs too,
+    so the graph links each entry to the job where the structure first failed.
+    """
+    return orm.Dict(summary.get_dict())
+
+
+@calcfunction
+def parameters_for_structure(parameters: orm.Dict, molecular_states: orm.Dict, key: orm.Str) -> orm.Dict:
+    """``parameters`` with the charge and multiplicity that ``molecular_states`` gives for structure ``key``."""
+    return orm.Dict({**parameters.get_dict(), **molecular_states.get_dict()[key.value]})
+
+
+class ReferenceWorkChain(WorkChain):
+    """Compute reference energies (and forces) of many structures at one level of theory, in batches."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input_namespace(
+            'structures',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            help='The structures to label, keyed by a name that becomes a link label (letters, digits, underscores).',
+        )
+        spec.input('parameters', valid_type=orm.Dict, help='Level of theory and settings, as for `mlqm.pyscf`.')
+        spec.input('code', valid_type=orm.AbstractCode, help='Python with PySCF on the computer that runs the jobs.')
+        spec.input(
+            'molecular_states',
+            valid_type=orm.Dict,
+            required=False,
+            help='Optional {key: {"charge": int, "multiplicity": int}} overriding the structures\' own attributes.',
+        )
+        spec.input(
+            'options',
+            valid_type=orm.Dict,
+            required=False,
+            serializer=orm.to_aiida_type,
+            help='`metadata.options` for every job: resources, max_wallclock_seconds, queue_name, account, ...',
+        )
+        spec.input(
+            'batch.max_structures',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(50),
+            serializer=orm.to_aiida_type,
+            help='Most structures in one batch job.',
+        )
+        spec.input(
+            'batch.target_seconds',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(1800.0),
+            serializer=orm.to_aiida_type,
+            help='Estimated run time to aim for per batch job; expensive structures get smaller batches.',
+        )
+        spec.input(
+            'retry_failed',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            serializer=orm.to_aiida_type,
+            help='Retry structures that failed in a batch one by one through the `mlqm.pyscf.base` restart chain.',
+        )
+        spec.input(
+            'max_restarts',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(4),
+            serializer=orm.to_aiida_type,
+            help='`max_iterations` of each restart chain.',
+        )
+        spec.input(
+            'clean_workdir',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            serializer=orm.to_aiida_type,
+            help='Clean the remote folders of all jobs when the chain terminates.',
+        )
+        spec.inputs.validator = validate_inputs
+        spec.outline(
+            cls.setup,
+            cls.run_batches,
+            cls.inspect_batches,
+            if_(cls.should_retry)(
+                cls.run_retries,
+                cls.inspect_retries,
+            ),
+            cls.assemble,
+        )
+        spec.output('dataset', valid_type=orm.Data, required=False, help='DatasetData of all labelled structures.')
+        spec.output('failed', valid_type=orm.Dict, required=False, help='Structures that could not be labelled, why.')
+        spec.exit_code(
+            420,
+            'ERROR_ALL_STRUCTURES_FAILED',
+            message='No structure could be labelled; see the `failed` output and `verdi process report`.',
+        )
+        spec.exit_code(
+            710,
+            'WARNING_SOME_STRUCTURES_FAILED',
+            message='{count} of {total} structures could not be labelled; they are listed in the `failed` output.',
+        )
+
+    def setup(self):
+        """Estimate costs and plan the batches; keep only JSON and stored nodes in the context."""
+        parameters = self.inputs.parameters.get_dict()
+        costs = {
+            key: estimate_cost_seconds(structure.get_ase().get_chemical_symbols(), parameters)
+            for key, structure in self.inputs.structures.items()
+        }
+        self.ctx.batches = plan_batches(
+            costs,
+            target_seconds=self.inputs.batch.target_seconds.value,
+            max_structures=self.inputs.batch.max_structures.value,
+        )
+        self.ctx.labelled = {}  # key -> {'parameters': pk, 'forces': pk | None}
+        self.ctx.to_retry = {}  # key -> reason of the batch failure
+        self.ctx.failed = {}  # key -> {'status', 'message', ...} for structures that failed for good
+        estimate = sum(costs.values())
+        self.report(
+            f'{len(costs)} structures in {len(self.ctx.batches)} batch job(s), estimated {estimate:.0f} s of compute'
+        )
+
+    def _options(self) -> dict:
+        return self.inputs.options.get_dict() if 'options' in self.inputs else {}
+
+    def _states(self) -> dict:
+        return self.inputs.molecular_states.get_dict() if 'molecular_states' in self.inputs else {}
+
+    def run_batches(self):
+        """Submit one ``mlqm.pyscf.batch`` job per planned batch."""
+        states = self._states()
+        jobs = {}
+        for index, keys in enumerate(self.ctx.batches):
+            inputs = AttributeDict(
+                {
+                    'code': self.inputs.code,
+                    'parameters': self.inputs.parameters,
+                    'structures': {key: self.inputs.structures[key] for key in keys},
+                    'metadata': {'options': self._options(), 'call_link_label': f'batch_{index:02d}'},
+                }
+            )
+            batch_states = {key: states[key] for key in keys if key in states}
+            if batch_states:
+                inputs.molecular_states = orm.Dict(batch_states)
+            node = self.submit(PyscfBatchCalculation, **inputs)
+            self.report(f'submitted {node.process_label}<{node.pk}> with {len(keys)} structures')
+            jobs[f'batch_{index:02d}'] = node
+        return ToContext(**jobs)
+
+    def inspect_batches(self):
+        """Record the structures each batch labelled; queue the rest for one-by-one retries."""
+        for index, keys in enumerate(self.ctx.batches):
+            node = self.ctx[f'batch_{index:02d}']
+            results = node.outputs.parameters if 'parameters' in node.outputs else {}
+            forces = node.outputs.forces if 'forces' in node.outputs else {}
+            failures = node.outputs.failures.get_dict() if 'failures' in node.outputs else {}
+            for key in keys:
+                if key in results:
+                    self.ctx.labelled[key] = {
+                        'parameters': results[key].pk,
+                        'forces': forces[key].pk if key in forces else None,
+                    }
+                    continue
+                failure = failures.get(key) or {
+                    'status': 'batch_failed',
+                    'message': f'batch job {node.pk} ended with exit status {node.exit_status}: {node.exit_message}',
+                }
+                self.ctx.to_retry[key] = failure
+            if not node.is_finished_ok:
+                self.report(f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+        if self.ctx.to_retry:
+            self.report(f'{len(self.ctx.to_retry)} structure(s) failed in their batch: {sorted(self.ctx.to_retry)}')
+
+    def should_retry(self):
+        if self.ctx.to_retry and not self.inputs.retry_failed.value:
+            self.ctx.failed.update(self.ctx.to_retry)
+            return False
+        return bool(self.ctx.to_retry)
+
+    def run_retries(self):
+        """Run each failed structure alone through the ``mlqm.pyscf.base`` restart chain."""
+        states = self._states()
+        jobs = {}
+        for key in sorted(self.ctx.to_retry):
+            inputs = AttributeDict(
+                {
+                    'pyscf': {
+                        'code': self.inputs.code,
+                        'structure': self.inputs.structures[key],
+                        'parameters': self.inputs.parameters,
+                        'metadata': {'options': self._options()},
+                    },
+                    'max_iterations': self.inputs.max_restarts,
+                    'clean_workdir': self.inputs.clean_workdir,
+                    'metadata': {'call_link_label': f'retry_{key}'},
+                }
+            )
+            if key in states:
+                inputs.pyscf['parameters'] = parameters_for_structure(
+                    self.inputs.parameters, self.inputs.molecular_states, orm.Str(key),
+                    metadata={'call_link_label': f'parameters_{key}'},
+                )
+            node = self.submit(PyscfBaseWorkChain, **inputs)
+            self.report(f'retrying `{key}` alone in {node.process_label}<{node.pk}>')
+            jobs[f'retry_{key}'] = node
+        return ToContext(**jobs)
+
+    def inspect_retries(self):
+        for key, first_failure in sorted(self.ctx.to_retry.items()):
+            node = self.ctx[f'retry_{key}']
+            if node.is_finished_ok:
+                self.ctx.labelled[key] = {
+                    'parameters': node.outputs.parameters.pk,
+                    'forces': node.outputs.forces.pk if 'forces' in node.outputs else None,
+                }
+                continue
+            self.ctx.failed[key] = {
+                'status': first_failure.get('status', 'failed'),
+                'message': f'{first_failure.get("message", "")}; retry {node.pk} ended with exit status '
+                f'{node.exit_status}: {node.exit_message}',
+                'retry_pk': node.pk,
+            }
+
+    def assemble(self):
+        """Assemble the dataset from the labelled structures; list the failures; pick the exit status."""
+        total = len(self.inputs.structures)
+        if self.ctx.failed:
+            batch_failures = {}
+            for index in range(len(self.ctx.batches)):
+                node = self.ctx[f'batch_{index:02d}']
+                if 'failures' in node.outputs:
+                    batch_failures[f'batch_{index:02d}'] = node.outputs.failures
+            failed = collect_failures(
+                orm.Dict(self.ctx.failed), **batch_failures, metadata={'call_link_label': 'collect_failures'}
+            )
+            self.out('failed', failed)
+            for key, failure in sorted(self.ctx.failed.items()):
+                self.report(f'`{key}` could not be labelled: {failure["status"]}: {failure["message"]}')
+        if not self.ctx.labelled:
+            return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED
+
+        inputs = {}
+        for key, pks in sorted(self.ctx.labelled.items()):
+            forces = orm.load_node(pks['forces']) if pks['forces'] is not None else None
+            inputs.update(label_inputs(key, self.inputs.structures[key], orm.load_node(pks['parameters']), forces))
+        dataset = assemble_dataset(**inputs, metadata={'call_link_label': 'assemble_dataset'})
+        self.out('dataset', dataset)
+        self.report(f'labelled {len(self.ctx.labelled)} of {total} structures: {dataset}')
+        if self.ctx.failed:
+            return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(count=len(self.ctx.failed), total=total)
+        return None
+
+    def on_terminated(self):
+        """Clean the remote folders of all jobs this chain ran, when asked to."""
+        super().on_terminated()
+        if not self.inputs.clean_workdir.value:
+            return
+        cleaned = []
+        for descendant in self.node.called_descendants:
+            if isinstance(descendant, orm.CalcJobNode) and 'remote_folder' in descendant.outputs:
+                try:
+                    descendant.outputs.remote_folder._clean()
+                    cleaned.append(str(descendant.pk))
+                except (OSError, KeyError):
+                    pass
+        if cleaned:
+            self.report(f'cleaned remote folders of calculations: {" ".join(cleaned)}')

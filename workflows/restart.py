@@ -1,0 +1,233 @@
+"""``PyscfBaseWorkChain`` (``mlqm.pyscf.base``): runs one ``mlqm.pyscf`` job and recovers from known failures.
+
+Each failure family has one handler, with an explicit priority, whose docstring states its strategy. The tuning values
+live in :attr:`PyscfBaseWorkChain.defaults`. Changed parameters are made by the :func:`update_parameters`
+calcfunction, so the graph records which strategy produced the input of every restart.
+"""
+from __future__ import annotations
+
+import copy
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunction, process_handler, while_
+from aiida.plugins import CalculationFactory
+
+PyscfCalculation = CalculationFactory('mlqm.pyscf')
+
+
+@calcfunction
+def update_parameters(parameters: orm.Dict, changes: orm.Dict) -> orm.Dict:
+    """Return ``parameters`` with ``changes`` merged in one level deep (sub-dicts such as ``scf`` are updated)."""
+    merged = copy.deepcopy(parameters.get_dict())
+    for key, value in changes.get_dict().items():
+        if isinstance(value, dict):
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+    return orm.Dict(merged)
+
+
+class PyscfBaseWorkChain(BaseRestartWorkChain):
+    """Run a ``mlqm.pyscf`` calculation, restarting it with stronger settings when it fails in a recoverable way."""
+
+    _process_class = PyscfCalculation
+
+    defaults = AttributeDict(
+        {
+            # SCF not converged: first a level shift with damping and more cycles, then the second-order solver.
+            'scf_level_shift': 0.3,
+            'scf_damp': 0.5,
+            'scf_max_cycle': 200,
+            'scf_strategies': ('level_shift', 'second_order'),
+            # CC amplitudes not converged: more iterations and a larger DIIS space, up to these caps.
+            'cc_max_cycle_factor': 2,
+            'cc_max_cycle_cap': 400,
+            'cc_diis_space_step': 4,
+            'cc_diis_space_cap': 24,
+            'cc_default_max_cycle': 50,
+            'cc_default_diis_space': 6,
+            # Walltime: restart from the checkpoint with more time.
+            'walltime_factor': 1.5,
+            'default_walltime': 3600,
+            # Memory: double PySCF's max_memory (MB) and the scheduler's request (kB) when one was set.
+            'memory_factor': 2,
+            'default_max_memory_mb': 4000,
+            'max_memory_cap_mb': 512_000,
+        }
+    )
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(PyscfCalculation, namespace='pyscf')
+        spec.expose_outputs(PyscfCalculation)
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(
+                cls.run_process,
+                cls.inspect_process,
+            ),
+            cls.results,
+        )
+        spec.exit_code(
+            310,
+            'ERROR_UNRECOVERABLE_FAILURE',
+            message='The calculation failed with exit status {exit_status} ({exit_message}), which no handler can fix.',
+        )
+        spec.exit_code(
+            410,
+            'ERROR_SCF_NOT_CONVERGED_AFTER_RESTARTS',
+            message='The SCF did not converge even with level shift, damping and the second-order solver.',
+        )
+        spec.exit_code(
+            411,
+            'ERROR_CC_NOT_CONVERGED_AFTER_RESTARTS',
+            message='The coupled-cluster equations did not converge with the maximum iterations and DIIS space.',
+        )
+        spec.exit_code(
+            412,
+            'ERROR_OUT_OF_MEMORY_AT_CAP',
+            message='The calculation ran out of memory with the largest memory setting allowed ({max_memory} MB).',
+        )
+
+    def setup(self):
+        """Copy the ``pyscf`` inputs into the context; restarts change them there."""
+        super().setup()
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(PyscfCalculation, 'pyscf'))
+        self.ctx.scf_strategies_used = []
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def report_error_handled(self, node, action: str) -> None:
+        """Report, in one format for all handlers, which failure was seen and what the next iteration does."""
+        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}')
+        self.report(f'action taken: {action}')
+
+    def _parameters(self) -> dict:
+        parameters = self.ctx.inputs.get('parameters')
+        return parameters.get_dict() if parameters is not None else {}
+
+    def _update_parameters(self, changes: dict, strategy: str) -> None:
+        """Replace the context's parameters by ``update_parameters(parameters, changes)``; keep the strategy name."""
+        parameters = self.ctx.inputs.get('parameters') or orm.Dict({})
+        self.ctx.inputs.parameters = update_parameters(
+            parameters, orm.Dict(changes), metadata={'call_link_label': f'restart_{strategy}'}
+        )
+
+    def _restart_from_checkpoint(self, node) -> bool:
+        """Use the failed job's checkpoint as the next initial guess; return whether there was one."""
+        if 'checkpoint' not in node.outputs:
+            return False
+        self.ctx.inputs.checkpoint = node.outputs.checkpoint
+        return True
+
+    # -- handlers, highest priority first ------------------------------------------------------------------------
+
+    @process_handler(
+        priority=600,
+        exit_codes=[
+            PyscfCalculation.exit_codes.ERROR_OUT_OF_MEMORY,
+            PyscfCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY,
+        ],
+    )
+    def handle_out_of_memory(self, node):
+        """PySCF or the scheduler ran out of memory: double ``max_memory`` and the scheduler's request, if one was set.
+
+        Gives up with ``ERROR_OUT_OF_MEMORY_AT_CAP`` once ``max_memory_cap_mb`` is reached.
+        """
+        current = int(self._parameters().get('max_memory', self.defaults.default_max_memory_mb))
+        if current >= self.defaults.max_memory_cap_mb:
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_OUT_OF_MEMORY_AT_CAP.format(max_memory=current))
+        new = min(current * self.defaults.memory_factor, self.defaults.max_memory_cap_mb)
+        self._update_parameters({'max_memory': int(new)}, 'out_of_memory')
+        options = self.ctx.inputs.setdefault('metadata', {}).setdefault('options', {})
+        if options.get('max_memory_kb'):
+            options['max_memory_kb'] = int(options['max_memory_kb'] * self.defaults.memory_factor)
+        self.report_error_handled(node, f'restarting with max_memory {current} -> {int(new)} MB')
+        return ProcessHandlerReport(True)
+
+    @process_handler(
+        priority=500,
+        exit_codes=[
+            PyscfCalculation.exit_codes.ERROR_OUT_OF_WALLTIME,
+            PyscfCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME,
+        ],
+    )
+    def handle_out_of_walltime(self, node):
+        """The job ran out of time: restart from its checkpoint with ``walltime_factor`` times the wall time."""
+        options = self.ctx.inputs.setdefault('metadata', {}).setdefault('options', {})
+        walltime = options.get('max_wallclock_seconds') or self.defaults.default_walltime
+        options['max_wallclock_seconds'] = int(walltime * self.defaults.walltime_factor)
+        had_checkpoint = self._restart_from_checkpoint(node)
+        self.report_error_handled(
+            node,
+            f'restarting {"from the checkpoint " if had_checkpoint else ""}with max_wallclock_seconds '
+            f'{walltime} -> {options["max_wallclock_seconds"]}',
+        )
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=410, exit_codes=[PyscfCalculation.exit_codes.ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED])
+    def handle_scf_not_converged(self, node):
+        """The SCF did not converge: restart from the checkpoint, escalating one strategy per restart.
+
+        1. ``level_shift``: level shift ``scf_level_shift`` Ha, damping ``scf_damp``, ``scf_max_cycle`` cycles;
+        2. ``second_order``: the second-order (Newton) solver on top of that.
+        When both were tried, the chain ends with ``ERROR_SCF_NOT_CONVERGED_AFTER_RESTARTS``.
+        """
+        remaining = [s for s in self.defaults.scf_strategies if s not in self.ctx.scf_strategies_used]
+        if not remaining:
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_SCF_NOT_CONVERGED_AFTER_RESTARTS)
+        strategy = remaining[0]
+        self.ctx.scf_strategies_used.append(strategy)
+        scf = dict(self._parameters().get('scf', {}))
+        if strategy == 'level_shift':
+            changes = {
+                'level_shift': max(float(scf.get('level_shift', 0.0)), self.defaults.scf_level_shift),
+                'damp': max(float(scf.get('damp', 0.0)), self.defaults.scf_damp),
+                'max_cycle': max(int(scf.get('max_cycle', 50)), self.defaults.scf_max_cycle),
+            }
+        else:
+            changes = {'second_order': True, 'max_cycle': max(int(scf.get('max_cycle', 50)), self.defaults.scf_max_cycle)}
+        self._update_parameters({'scf': changes}, f'scf_{strategy}')
+        had_checkpoint = self._restart_from_checkpoint(node)
+        self.report_error_handled(
+            node, f'SCF strategy `{strategy}` ({changes}){" from the checkpoint" if had_checkpoint else ""}'
+        )
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=400, exit_codes=[PyscfCalculation.exit_codes.ERROR_CC_CONVERGENCE_NOT_REACHED])
+    def handle_cc_not_converged(self, node):
+        """The CC amplitudes did not converge: multiply ``max_cycle`` and widen the DIIS space, up to the caps.
+
+        The SCF itself converged, so the restart reads the SCF solution from the checkpoint.
+        """
+        cc = dict(self._parameters().get('cc', {}))
+        max_cycle = int(cc.get('max_cycle', self.defaults.cc_default_max_cycle))
+        diis_space = int(cc.get('diis_space', self.defaults.cc_default_diis_space))
+        if max_cycle >= self.defaults.cc_max_cycle_cap and diis_space >= self.defaults.cc_diis_space_cap:
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_CC_NOT_CONVERGED_AFTER_RESTARTS)
+        changes = {
+            'max_cycle': min(max_cycle * self.defaults.cc_max_cycle_factor, self.defaults.cc_max_cycle_cap),
+            'diis_space': min(diis_space + self.defaults.cc_diis_space_step, self.defaults.cc_diis_space_cap),
+        }
+        self._update_parameters({'cc': changes}, 'cc_iterations')
+        self._restart_from_checkpoint(node)
+        self.report_error_handled(node, f'restarting CC with {changes}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=0)
+    def handle_unrecoverable(self, node):
+        """Any other failure (input the runner rejected, a PySCF exception, missing outputs): stop with 310.
+
+        The exit status and message of the failed job are carried in the chain's exit message.
+        """
+        if node.is_finished_ok:
+            return None
+        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}, no handler applies')
+        return ProcessHandlerReport(
+            True,
+            self.exit_codes.ERROR_UNRECOVERABLE_FAILURE.format(
+                exit_status=node.exit_status, exit_message=node.exit_message or 'no message'
+            ),
+        )
