@@ -57,9 +57,13 @@ def cmd_demo(profile_name, molecules, level, forces):
     from rich.console import Console
     from rich.table import Table
 
+    from ..workflows.dataset import EV_PER_HARTREE
     from .setup import ensure_localhost_computer, ensure_python_code, setup_embedded
 
-    console = Console()
+    import sys
+
+    # Rich falls back to 80 columns when the output is not a terminal (CI logs, pipes); the table needs more.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     if profile_name:
         from aiida import load_profile
 
@@ -89,7 +93,9 @@ def cmd_demo(profile_name, molecules, level, forces):
     elapsed = time.perf_counter() - start
 
     table = Table(title=f'{level} reference energies (ReferenceWorkChain<{node.pk}>, {elapsed:.1f} s)')
-    for column in ('molecule', 'mult.', 'E total / eV', 'E corr / eV', 'gap / eV', 'T1', 'D1', 'max |F| / eV/Å', 'job'):
+    columns = ['molecule', 'mult.', 'E total / Ha', 'E corr / Ha', 'gap / eV', 'T1', 'D1']
+    columns += ['max |F| / eV/Å'] if forces else []
+    for column in [*columns, 'job']:
         table.add_column(column, justify='left' if column == 'molecule' else 'right')
 
     labelled = {}
@@ -104,27 +110,27 @@ def cmd_demo(profile_name, molecules, level, forces):
     for key, structure in structures.items():
         if key not in labelled:
             reason = failed.get(key, {}).get('message', 'not labelled')
-            table.add_row(structure.label, str(structure.base.attributes.get('multiplicity')), f'[red]{reason}', *[''] * 6)
+            blanks = [''] * (len(columns) - 2)
+            table.add_row(structure.label, str(structure.base.attributes.get('multiplicity')), f'[red]{reason}', *blanks)
             continue
         values = labelled[key]['parameters'].get_dict()
         scf = values.get('scf_energy')
         correlation = values['total_energy'] - scf if scf is not None and scf != values['total_energy'] else None
-        max_force = ''
-        if 'forces' in labelled[key]:
-            import numpy as np
-
-            max_force = f'{np.abs(labelled[key]["forces"].get_array("forces")).max():.4f}'
-        table.add_row(
+        row = [
             structure.label,
             str(values.get('multiplicity')),
-            f'{values["total_energy"]:.6f}',
-            _fmt(correlation, '.6f'),
+            f'{values["total_energy"] / EV_PER_HARTREE:.8f}',
+            _fmt(None if correlation is None else correlation / EV_PER_HARTREE, '.8f'),
             _fmt(values.get('homo_lumo_gap'), '.3f'),
             _fmt(values.get('t1_diagnostic'), '.4f'),
             _fmt(values.get('d1_diagnostic'), '.4f'),
-            max_force,
-            str(labelled[key]['parameters'].creator.pk),
-        )
+        ]
+        if forces:
+            import numpy as np
+
+            array = labelled[key]['forces'].get_array('forces') if 'forces' in labelled[key] else None
+            row.append('' if array is None else f'{np.abs(array).max():.4f}')
+        table.add_row(*row, str(labelled[key]['parameters'].creator.pk))
     console.print(table)
     if dataset is not None:
         console.print(f'DatasetData<{dataset.pk}>: {dataset}')

@@ -1,0 +1,223 @@
+"""``mlqm.pyscf``: one molecule with PySCF (HF, DFT, MP2, CCSD, CCSD(T); forces, diagnostics, checkpoints).
+
+Input, output names and exit codes follow aiida-pyscf's ``pyscf.base`` (``structure``, ``parameters``, ``checkpoint``;
+302, 303, 410, 500), but the job script is the fixed runner :mod:`aiida_mlqm.calcjobs.runners.pyscf_runner`, copied
+verbatim, which reads the validated parameters from ``input.json``: nothing the user gives becomes code.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import json
+import typing as t
+
+from aiida import orm
+from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.folders import Folder
+from aiida.engine import CalcJob, CalcJobProcessSpec
+
+from .molecule import MoleculeError, structure_to_runner_entry
+from .parameters import ParameterError, check_molecule_compatibility, validate_parameters
+
+__all__ = ('BasePyscfCalculation', 'PyscfCalculation', 'structure_elements')
+
+
+def structure_elements(structure: orm.StructureData) -> set[str]:
+    """Return the chemical symbols present in ``structure``."""
+    return {symbol for kind in structure.kinds for symbol in kind.symbols}
+
+
+class BasePyscfCalculation(CalcJob):
+    """What ``mlqm.pyscf`` and ``mlqm.pyscf.batch`` share: the runner, its files and the exit codes."""
+
+    FILENAME_RUNNER = 'pyscf_runner.py'
+    FILENAME_INPUT = 'input.json'
+    FILENAME_STDOUT = 'aiida.out'
+    FILENAME_RESULTS = 'results.json'
+    FILENAME_RESTART = 'restart.chk'
+    # The runner stops this fraction into ``max_wallclock_seconds``, so it can still write its results and checkpoint.
+    SOFT_WALLTIME_MARGIN = 0.9
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec):  # type: ignore[override]
+        """Define the shared inputs, options and exit codes."""
+        super().define(spec)
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            help='Method, basis, functional, reference, convergence settings (see aiida_mlqm.calcjobs.parameters).',
+        )
+        spec.inputs['code'].required = True
+        options = spec.inputs['metadata']['options']
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        options['withmpi'].default = False
+
+        spec.exit_code(302, 'ERROR_OUTPUT_STDOUT_MISSING', message='The stdout output file was not retrieved.')
+        spec.exit_code(303, 'ERROR_OUTPUT_RESULTS_MISSING', message='The results JSON file was not retrieved.')
+        spec.exit_code(
+            304, 'ERROR_OUTPUT_RESULTS_UNREADABLE', message='The results JSON file could not be read: {exception}'
+        )
+        spec.exit_code(
+            305,
+            'ERROR_STRUCTURE_MISSING_FROM_RESULTS',
+            message='The results JSON file has no result for the structure(s) {keys}: the job stopped before them.',
+        )
+        spec.exit_code(350, 'ERROR_UNEXPECTED_PARSER_EXCEPTION', message='The parser raised an exception: {exception}')
+        spec.exit_code(
+            400,
+            'ERROR_OUT_OF_WALLTIME',
+            message='The runner stopped at its soft walltime ({message}); restart from the checkpoint.',
+        )
+        spec.exit_code(401, 'ERROR_OUT_OF_MEMORY', message='PySCF ran out of memory: {message}')
+        spec.exit_code(
+            410,
+            'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED',
+            message='The electronic minimization cycle did not reach self-consistency.',
+        )
+        spec.exit_code(411, 'ERROR_CC_CONVERGENCE_NOT_REACHED', message='The coupled-cluster equations did not converge.')
+        spec.exit_code(420, 'ERROR_PYSCF_EXCEPTION', message='PySCF raised an exception: {message}')
+        spec.exit_code(
+            500,
+            'ERROR_IONIC_CONVERGENCE_NOT_REACHED',
+            message='The ionic minimization cycle did not converge (declared for aiida-pyscf compatibility; '
+            'mlqm.pyscf does not optimise geometries).',
+        )
+
+    def get_runner_structures(self, parameters: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+        """Return ``{key: runner entry}`` for the structures of this job.
+
+        :param parameters: the normalised parameters (their ``charge``/``multiplicity`` override the structures').
+        """
+        raise NotImplementedError
+
+    def get_normalised_parameters(self) -> dict[str, t.Any]:
+        """Return the validated parameters with defaults filled in (what the runner reads)."""
+        elements: set[str] = set()
+        for structure in self.get_structure_nodes().values():
+            elements |= structure_elements(structure)
+        return validate_parameters(self.inputs.parameters.get_dict(), elements)
+
+    def get_structure_nodes(self) -> dict[str, orm.StructureData]:
+        """Return ``{key: StructureData}`` of this job."""
+        raise NotImplementedError
+
+    def write_checkpoint_files(self) -> bool:
+        """Whether the runner writes a mean-field checkpoint ``<key>.chk`` per structure."""
+        return False
+
+    def get_num_threads(self) -> int:
+        """Return the OpenMP threads for PySCF: ``num_cores_per_mpiproc`` of the resources, 1 if not given."""
+        resources = self.node.get_option('resources') or {}
+        return int(resources.get('num_cores_per_mpiproc') or 1)
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        """Write ``input.json`` and the fixed runner into the job folder.
+
+        :param folder: the temporary folder that becomes the job folder.
+        """
+        parameters = self.get_normalised_parameters()
+        walltime = self.node.get_option('max_wallclock_seconds')
+        checkpoint = self.inputs.get('checkpoint', None)
+        data = {
+            'parameters': parameters,
+            'structures': self.get_runner_structures(parameters),
+            'checkpoint': self.FILENAME_RESTART if checkpoint is not None else None,
+            'soft_walltime': walltime * self.SOFT_WALLTIME_MARGIN if walltime else None,
+            'write_checkpoint': self.write_checkpoint_files(),
+        }
+        with folder.open(self.FILENAME_INPUT, 'w', encoding='utf-8') as handle:
+            json.dump(data, handle, indent=1)
+        runner = importlib.resources.files('aiida_mlqm.calcjobs.runners').joinpath(self.FILENAME_RUNNER)
+        with folder.open(self.FILENAME_RUNNER, 'w', encoding='utf-8') as handle:
+            handle.write(runner.read_text(encoding='utf-8'))
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = [self.FILENAME_RUNNER]
+        codeinfo.stdout_name = self.FILENAME_STDOUT
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.retrieve_list = [self.FILENAME_STDOUT, self.FILENAME_RESULTS]
+        calcinfo.retrieve_temporary_list = []
+        calcinfo.provenance_exclude_list = []
+        if checkpoint is not None:
+            with checkpoint.open(mode='rb') as handle:
+                folder.create_file_from_filelike(handle, self.FILENAME_RESTART, mode='wb')
+            # The checkpoint is already in the graph as an input node: no second copy in the repository.
+            calcinfo.provenance_exclude_list.append(self.FILENAME_RESTART)
+        if self.write_checkpoint_files():
+            calcinfo.retrieve_temporary_list.extend(f'{key}.chk' for key in data['structures'])
+        # One thread per granted core: two jobs on two cores must not fight over four threads. A user value in
+        # ``environment_variables`` wins.
+        if 'OMP_NUM_THREADS' not in (self.node.get_option('environment_variables') or {}):
+            calcinfo.prepend_text = f'export OMP_NUM_THREADS={self.get_num_threads()}'
+        return calcinfo
+
+
+def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
+    """Check parameters against the structure (basis for its elements, charge, multiplicity, method) before submitting."""
+    if ctx is not None and any(port not in ctx for port in ('structure', 'parameters')):
+        return None  # ports excluded when exposed in a workchain: the workchain validates
+    structure, parameters = inputs.get('structure'), inputs.get('parameters')
+    if structure is None or parameters is None:
+        return None
+    try:
+        normalised = validate_parameters(parameters.get_dict(), structure_elements(structure))
+        entry = structure_to_runner_entry(structure, normalised['charge'], normalised['multiplicity'])
+        check_molecule_compatibility(normalised, entry['multiplicity'])
+    except (ParameterError, MoleculeError) as exception:
+        return f'invalid `parameters` for this structure: {exception}'
+    return None
+
+
+class PyscfCalculation(BasePyscfCalculation):
+    """One molecule with PySCF through the fixed runner."""
+
+    STRUCTURE_KEY = 'structure'
+    FILENAME_CHECKPOINT = f'{STRUCTURE_KEY}.chk'
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec):  # type: ignore[override]
+        """Define the process specification."""
+        super().define(spec)
+        spec.input(
+            'structure',
+            valid_type=orm.StructureData,
+            help='The molecule; its `charge` and `multiplicity` attributes are used unless the parameters set them.',
+        )
+        spec.input(
+            'checkpoint',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='Mean-field checkpoint (PySCF chkfile) of an earlier run: the SCF starts from its orbitals.',
+        )
+        spec.inputs.validator = _validate_inputs
+        spec.inputs['metadata']['options']['parser_name'].default = 'mlqm.pyscf'
+
+        spec.output(
+            'parameters',
+            valid_type=orm.Dict,
+            required=False,
+            help='Energies (eV, with `*_units`), orbital gap, diagnostics, convergence, timings, versions, status.',
+        )
+        spec.output('forces', valid_type=orm.ArrayData, required=False, help="Array 'forces' (eV/Å), when asked for.")
+        spec.output(
+            'checkpoint',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='Mean-field checkpoint when the calculation failed, to restart from (input `checkpoint`).',
+        )
+        spec.default_output_node = 'parameters'
+
+    def get_structure_nodes(self) -> dict[str, orm.StructureData]:
+        """Return the single structure under the key ``structure``."""
+        return {self.STRUCTURE_KEY: self.inputs.structure}
+
+    def get_runner_structures(self, parameters: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+        """Return the structure as the runner reads it; charge and multiplicity from the parameters win."""
+        entry = structure_to_runner_entry(self.inputs.structure, parameters['charge'], parameters['multiplicity'])
+        return {self.STRUCTURE_KEY: entry}
+
+    def write_checkpoint_files(self) -> bool:
+        """Always write the checkpoint: the parser attaches it when the run fails, for the restart."""
+        return True

@@ -1,0 +1,51 @@
+"""Fixtures of the job tests: small molecules as StructureData and a PySCF that works in the test process."""
+from __future__ import annotations
+
+import pytest
+
+WATER = [('O', (0.0, 0.0, 0.1173)), ('H', (0.0, 0.7572, -0.4692)), ('H', (0.0, -0.7572, -0.4692))]
+OH = [('O', (0.0, 0.0, 0.0)), ('H', (0.0, 0.0, 0.9697))]
+H2 = [('H', (0.0, 0.0, 0.0)), ('H', (0.0, 0.0, 0.7414))]
+O2 = [('O', (0.0, 0.0, 0.0)), ('O', (0.0, 0.0, 1.2075))]
+
+
+@pytest.fixture
+def make_structure():
+    """Return a factory of unstored ``StructureData`` from ``[(symbol, (x, y, z)), ...]`` and attributes."""
+    from aiida import orm
+
+    def factory(atoms, **attributes):
+        structure = orm.StructureData(cell=[[20.0, 0, 0], [0, 20.0, 0], [0, 0, 20.0]], pbc=(False, False, False))
+        for symbol, position in atoms:
+            structure.append_atom(symbols=symbol, position=position)
+        for key, value in attributes.items():
+            structure.base.attributes.set(key, value)
+        return structure
+
+    return factory
+
+
+@pytest.fixture
+def pyscf_direct(monkeypatch):
+    """PySCF in the test process, with the runner's numpy-2 compatibility (undone after the test).
+
+    PySCF 2.3 needs it on numpy 2 for the coupled-cluster lambda equations (gradients); the reference values are
+    otherwise computed by PySCF alone. One thread, as in the jobs: PySCF 2.3's UKS results move by up to ~2e-7 Ha
+    with the thread count here (OH/STO-3G), so equal settings include equal threads.
+    """
+    import numpy
+    from pyscf import lib
+    from pyscf.lib import numpy_helper
+
+    threads = lib.num_threads()
+    lib.num_threads(1)
+
+    from aiida_mlqm.calcjobs.runners.pyscf_runner import apply_numpy2_compatibility
+
+    monkeypatch.setattr(numpy, 'array', numpy.array)
+    monkeypatch.setattr(numpy_helper, '_einsum_path', numpy_helper._einsum_path)
+    apply_numpy2_compatibility()
+    import pyscf
+
+    yield pyscf
+    lib.num_threads(threads)

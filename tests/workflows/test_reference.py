@@ -1,0 +1,118 @@
+"""``mlqm.reference`` on the embedded back end: real PySCF jobs, batching, retries, provenance of every row."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from aiida.plugins import WorkflowFactory
+
+from aiida_mlqm.cli.demo import g2_structure
+
+ReferenceWorkChain = WorkflowFactory('mlqm.reference')
+HARTREE = 27.211386245988
+
+
+def pyscf_energy(structure: orm.StructureData, basis: str) -> float:
+    """HF energy (Ha) from PySCF run in this process, restricted or unrestricted by the multiplicity."""
+    from pyscf import gto, scf
+
+    atoms = structure.get_ase()
+    spin = structure.base.attributes.get('multiplicity') - 1
+    mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], basis=basis,
+                spin=spin, unit='Angstrom', verbose=0)
+    mf = (scf.RHF if spin == 0 else scf.UHF)(mol)
+    mf.conv_tol = 1e-10
+    return mf.kernel()
+
+
+def run_reference(code, structures, parameters, **kwargs):
+    return run_get_node(ReferenceWorkChain, structures=structures, parameters=orm.Dict(parameters), code=code, **kwargs)
+
+
+def test_batches_label_everything_with_provenance(mlqm_code, tmp_path):
+    structures = {f'mol_{i}': g2_structure(name) for i, name in enumerate(['H2O', 'NH3', 'OH', 'CH4', 'HF'])}
+    results, node = run_reference(
+        mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g', 'forces': True}, batch={'max_structures': 2}
+    )
+    assert node.is_finished_ok, node.exit_message
+    batches = [child for child in node.called if child.process_type == 'aiida.calculations:mlqm.pyscf.batch']
+    assert len(batches) == 3
+    assert all(batch.is_finished_ok for batch in batches)
+
+    dataset = results['dataset']
+    assert len(dataset) == 5
+    assert dataset.has_forces
+    by_structure = {frame.structure_uuid: frame for frame in dataset.frames()}
+    for structure in structures.values():
+        frame = by_structure[structure.uuid]
+        assert frame.energy / HARTREE == pytest.approx(pyscf_energy(structure, 'sto-3g'), abs=1e-6)
+        # Every row names the batch job that labelled it, and that job has this structure as an input.
+        source = orm.load_node(frame.source_uuid)
+        assert source.process_type == 'aiida.calculations:mlqm.pyscf.batch'
+        assert structure.uuid in {n.uuid for n in source.base.links.get_incoming().all_nodes()}
+    # The dataset was made by a calcfunction whose inputs are the per-structure results.
+    assemble = dataset.creator
+    assert assemble.process_label == 'assemble_dataset'
+    creators = {link.node.creator.uuid for link in assemble.base.links.get_incoming().all() if link.link_label.startswith('parameters_')}
+    assert creators == {batch.uuid for batch in batches}
+
+    filename = tmp_path / 'labels.extxyz'
+    dataset.export_extxyz(filename)
+    from ase.io import read
+
+    images = read(filename, index=':')
+    assert sorted(a.info['source_uuid'] for a in images) == sorted(f.source_uuid for f in dataset.frames())
+
+
+def test_unconverged_scf_in_batch_is_retried_one_by_one(mlqm_code):
+    """Two SCF cycles cannot converge: every structure fails in the batch and the restart chain fixes each."""
+    structures = {'water': g2_structure('H2O'), 'ammonia': g2_structure('NH3')}
+    results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g', 'scf': {'max_cycle': 2}})
+    assert node.is_finished_ok, node.exit_message
+    retries = [child for child in node.called if child.process_type == 'aiida.workflows:mlqm.pyscf.base']
+    assert len(retries) == 2
+    assert all(retry.is_finished_ok for retry in retries)
+    dataset = results['dataset']
+    for frame in dataset.frames():
+        structure = orm.load_node(frame.structure_uuid)
+        assert frame.energy / HARTREE == pytest.approx(pyscf_energy(structure, 'sto-3g'), abs=1e-6)
+        assert orm.load_node(frame.source_uuid).process_type == 'aiida.calculations:mlqm.pyscf'
+
+
+def test_a_molecule_that_fails_for_good_does_not_sink_the_rest(mlqm_code):
+    """Two atoms on top of each other: PySCF fails in the batch and again alone; the others are labelled."""
+    from ase import Atoms
+
+    broken = orm.StructureData(ase=Atoms('H2', positions=[[0, 0, 0], [0, 0, 1e-6]]))
+    broken.base.attributes.set('multiplicity', 1)
+    structures = {'water': g2_structure('H2O'), 'broken': broken}
+    results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g'})
+    assert node.exit_status == ReferenceWorkChain.exit_codes.WARNING_SOME_STRUCTURES_FAILED.status
+    assert len(results['dataset']) == 1
+    failed = results['failed'].get_dict()
+    assert list(failed) == ['broken']
+    assert failed['broken']['message']
+
+
+def test_invalid_parameters_are_rejected_before_anything_runs(mlqm_code):
+    structures = {'water': g2_structure('H2O')}
+    with pytest.raises(ValueError, match='basis'):
+        run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'no-such-basis'})
+    with pytest.raises(ValueError, match='no structures'):
+        run_get_node(ReferenceWorkChain, structures={}, parameters=orm.Dict({'method': 'hf', 'basis': 'sto-3g'}),
+                     code=mlqm_code)
+
+
+def test_cost_planner_packs_by_cost_and_cap():
+    from aiida_mlqm.workflows.batching import estimate_cost_seconds, plan_batches
+
+    small = estimate_cost_seconds(['O', 'H', 'H'], {'method': 'hf', 'basis': '6-31g*'})
+    large = estimate_cost_seconds(['C'] * 6 + ['H'] * 6, {'method': 'ccsd(t)', 'basis': 'cc-pvdz'})
+    assert large > 100 * small
+    costs = {'a': 1.0, 'b': 1.0, 'c': 10.0, 'd': 1.0}
+    batches = plan_batches(costs, target_seconds=5.0, max_structures=2)
+    assert sorted(key for batch in batches for key in batch) == ['a', 'b', 'c', 'd']
+    assert ['c'] in batches
+    assert all(len(batch) <= 2 for batch in batches)
+    assert np.isclose(sum(costs[k] for b in batches for k in b), 13.0)
