@@ -16,3 +16,4 @@ def main():
 # Sub-command modules: importing one registers its commands on ``main``.
 from . import setup as _setup  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
+from . import status as _status  # noqa: E402,F401

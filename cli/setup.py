@@ -306,8 +306,9 @@ def cmd_setup(ctx, profile_name, detect, slurm, **options):
     """
     from click.core import ParameterSource
 
-    given = {key for key in options if ctx.get_parameter_source(key) not in (ParameterSource.DEFAULT, None)}
-    services = detect or bool(given)
+    # Only options on the command line choose the kind of profile: an exported MLQM_DB_PASSWORD alone must not turn
+    # a plain `mlqm setup` into a PostgreSQL set-up.
+    services = detect or any(ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE for key in options)
     if services:
         profile_name = profile_name or DEFAULT_SERVICES_PROFILE
         db_name = options['db_name'] or sql_name(profile_name)

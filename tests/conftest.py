@@ -41,3 +41,8 @@ def mlqm_code(mlqm_localhost):
     from aiida_mlqm.cli.setup import ensure_python_code
 
     return ensure_python_code(mlqm_localhost)
+
+
+# Production back ends (PostgreSQL + RabbitMQ + daemon, SLURM): fixtures psql_daemon_profile, slurm_profile and the
+# helper run_in_profile live in tests/service_fixtures.py.
+pytest_plugins = [*pytest_plugins, 'service_fixtures']
