@@ -78,7 +78,6 @@ def run(quick: bool = False) -> dict:
             raise RuntimeError(f'ReferenceWorkChain<{node.pk}> failed: {node.exit_status} {node.exit_message}')
         mlqm_energies = {frame.structure_uuid: frame.energy for frame in results['dataset'].frames()}
 
-        code.default_calc_job_plugin = None
         aiida_pyscf = CalculationFactory('pyscf.base')
         start = time.perf_counter()
         pyscf_energies = {}

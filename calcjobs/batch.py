@@ -4,6 +4,7 @@ One job amortises the interpreter start, the PySCF import and the scheduler late
 runner records a failure (SCF or CC not converged, an exception, out of memory) in that structure's result and goes
 on, so the parser returns the good results and a ``failures`` Dict, with exit code 710 when some failed.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,10 @@ def _entries(
         raise MoleculeError(f'`molecular_states` has keys {unknown} that are not in `structures`: remove them')
     entries = {}
     for key, structure in structures.items():
-        if not KEY_PATTERN.match(key):
-            raise MoleculeError(f'structure key {key!r} must be an identifier of letters, digits and _ (<= 80 chars)')
+        if not KEY_PATTERN.match(key) or '__' in key:  # '__' separates namespaces in AiiDA link labels
+            raise MoleculeError(
+                f'structure key {key!r} must be an identifier of letters, digits and single _ (<= 80 characters)'
+            )
         state = states.get(key, {})
         if not isinstance(state, dict) or set(state) - set(STATE_KEYS):
             raise MoleculeError(f'`molecular_states.{key}` must be a dictionary with keys {STATE_KEYS}, got {state!r}')
@@ -92,11 +95,17 @@ class PyscfBatchCalculation(BasePyscfCalculation):
         spec.inputs['metadata']['options']['parser_name'].default = 'mlqm.pyscf.batch'
 
         spec.output_namespace(
-            'parameters', valid_type=orm.Dict, dynamic=True, required=False,
+            'parameters',
+            valid_type=orm.Dict,
+            dynamic=True,
+            required=False,
             help='Per structure that succeeded: the same Dict as the `parameters` output of mlqm.pyscf.',
         )
         spec.output_namespace(
-            'forces', valid_type=orm.ArrayData, dynamic=True, required=False,
+            'forces',
+            valid_type=orm.ArrayData,
+            dynamic=True,
+            required=False,
             help="Per structure that succeeded, when forces were asked for: array 'forces' (eV/Å).",
         )
         spec.output(

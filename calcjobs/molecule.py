@@ -3,6 +3,7 @@
 The runner needs only symbols, positions (Å), charge and multiplicity; everything else about the structure stays in
 the provenance graph.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ import typing as t
 if t.TYPE_CHECKING:
     from aiida import orm
 
-__all__ = ('MoleculeError', 'get_charge_multiplicity', 'count_electrons', 'structure_to_runner_entry')
+__all__ = ('MoleculeError', 'count_electrons', 'get_charge_multiplicity', 'structure_to_runner_entry')
 
 
 class MoleculeError(ValueError):
@@ -34,7 +35,9 @@ def _symbols(structure: orm.StructureData) -> list[str]:
     for site in structure.sites:
         kind = structure.get_kind(site.kind_name)
         if len(kind.symbols) != 1 or kind.has_vacancies:
-            raise MoleculeError(f'site of kind {kind.name!r} is an alloy or has vacancies: a molecule needs one element per site')
+            raise MoleculeError(
+                f'site of kind {kind.name!r} is an alloy or has vacancies: a molecule needs one element per site'
+            )
         symbols.append(kind.symbols[0])
     return symbols
 

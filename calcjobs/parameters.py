@@ -13,19 +13,21 @@ Normalised form (what :func:`validate_parameters` returns and the runner receive
 
 ``charge``/``multiplicity`` ``None`` means "from the structure" (see :mod:`aiida_mlqm.calcjobs.molecule`).
 """
+
 from __future__ import annotations
 
 import copy
+import math
 import re
 import typing as t
 
 __all__ = (
-    'ParameterError',
-    'validate_parameters',
-    'resolve_reference',
-    'check_molecule_compatibility',
-    'DEFAULT_SCF',
     'DEFAULT_CC',
+    'DEFAULT_SCF',
+    'ParameterError',
+    'check_molecule_compatibility',
+    'resolve_reference',
+    'validate_parameters',
 )
 
 
@@ -110,7 +112,7 @@ def _number(path: str, value: t.Any, *, minimum: float | None = None, integer: b
     else:
         _check_type(path, value, (int, float), 'a number')
         value = float(value)
-        if value != value or value in (float('inf'), float('-inf')):
+        if not math.isfinite(value):
             raise ParameterError(f'`{path}` must be a finite number, got {value!r}')
     if minimum is not None and value < minimum:
         raise ParameterError(f'`{path}` must be >= {minimum}, got {value!r}')
@@ -171,18 +173,20 @@ def check_basis(basis: t.Any, elements: t.Iterable[str] | None = None) -> str:
     _check_type('basis', basis, (str,), 'a basis set name such as "sto-3g" or "def2-svp"')
     if not BASIS_PATTERN.match(basis):
         raise ParameterError(
-            f'`basis` {_describe(basis)} is not a basis set name: use a name from PySCF\'s basis library (letters, '
+            f"`basis` {_describe(basis)} is not a basis set name: use a name from PySCF's basis library (letters, "
             'digits and + * ( ) , . _ -), not a path, a file or inline basis text'
         )
     from pyscf.gto import basis as pyscf_basis
 
     name = pyscf_basis._format_basis_name(basis)
     if not (name in pyscf_basis.ALIAS or pyscf_basis._is_pople_basis(name)):
-        raise ParameterError(f'`basis` {basis!r} is not in PySCF\'s basis library; use e.g. sto-3g, 6-31g*, cc-pvdz, def2-svp')
+        raise ParameterError(
+            f"`basis` {basis!r} is not in PySCF's basis library; use e.g. sto-3g, 6-31g*, cc-pvdz, def2-svp"
+        )
     for element in sorted(elements or ()):
         try:
             data = pyscf_basis.load(basis, element)
-        except Exception:  # PySCF raises BasisNotFoundError, KeyError or RuntimeError depending on the family
+        except Exception:  # noqa: BLE001 -- PySCF raises BasisNotFoundError, KeyError or RuntimeError by family
             data = None
         if not data:
             raise ParameterError(
@@ -199,11 +203,16 @@ def check_xc(xc: t.Any) -> str:
         raise ParameterError(
             f'`xc` {_describe(xc)} is not a functional name: use a name PySCF accepts (letters, digits and , + * . - _)'
         )
-    from pyscf.dft import libxc
+    import warnings
+
+    with warnings.catch_warnings():
+        # PySCF 2.3 warns on import that B3LYP now uses VWN-RPA (as Gaussian does): information, not a problem here.
+        warnings.simplefilter('ignore', UserWarning)
+        from pyscf.dft import libxc
 
     try:
         libxc.parse_xc(xc)
-    except Exception as exception:  # KeyError for unknown names, ValueError/IndexError for malformed expressions
+    except Exception as exception:  # noqa: BLE001 -- KeyError for unknown names, others for malformed expressions
         raise ParameterError(f'`xc` {xc!r} is not a functional PySCF knows ({exception}); use e.g. b3lyp, pbe0, wb97x')
     return xc
 
@@ -223,13 +232,17 @@ def validate_parameters(parameters: t.Mapping[str, t.Any], elements: set[str] | 
         raise ParameterError(f'`method` is required; choose one of {", ".join(METHOD_ALIASES)}')
     _check_type('method', method, (str,), 'a string')
     if method.lower() not in METHOD_ALIASES:
-        raise ParameterError(f'`method` {_describe(method)} is not supported; choose one of {", ".join(METHOD_ALIASES)}')
+        raise ParameterError(
+            f'`method` {_describe(method)} is not supported; choose one of {", ".join(METHOD_ALIASES)}'
+        )
     result['method'], implied_reference = METHOD_ALIASES[method.lower()]
 
     reference = given.pop('reference', 'auto')
     _check_type('reference', reference, (str,), 'a string')
     if reference.lower() not in REFERENCES:
-        raise ParameterError(f'`reference` {_describe(reference)} is not allowed; choose one of {", ".join(REFERENCES)}')
+        raise ParameterError(
+            f'`reference` {_describe(reference)} is not allowed; choose one of {", ".join(REFERENCES)}'
+        )
     reference = reference.lower()
     if implied_reference and reference not in ('auto', implied_reference):
         raise ParameterError(
@@ -248,7 +261,9 @@ def validate_parameters(parameters: t.Mapping[str, t.Any], elements: set[str] | 
             raise ParameterError('`xc` is required for DFT: name a functional, e.g. "b3lyp" or "pbe0"')
         result['xc'] = check_xc(xc)
     elif xc is not None:
-        raise ParameterError(f'`xc` is only used with method "dft"; remove it or set method to "dft" (method is {method!r})')
+        raise ParameterError(
+            f'`xc` is only used with method "dft"; remove it or set method to "dft" (method is {method!r})'
+        )
 
     if 'charge' in given:
         result['charge'] = _number('charge', given.pop('charge'), integer=True)
@@ -269,7 +284,9 @@ def validate_parameters(parameters: t.Mapping[str, t.Any], elements: set[str] | 
     result['scf'] = _validate_scf(given.pop('scf', {}))
     result['cc'] = _validate_cc(given.pop('cc', {}))
     if result['cc'] != DEFAULT_CC and result['method'] not in ('ccsd', 'ccsd(t)'):
-        raise ParameterError(f'`cc` settings only apply to methods ccsd and ccsd(t), not {result["method"]!r}: remove them')
+        raise ParameterError(
+            f'`cc` settings only apply to methods ccsd and ccsd(t), not {result["method"]!r}: remove them'
+        )
 
     if result['multiplicity'] is not None:
         check_method_reference(result, resolve_reference(result, result['multiplicity']))

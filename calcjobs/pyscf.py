@@ -4,6 +4,7 @@ Input, output names and exit codes follow aiida-pyscf's ``pyscf.base`` (``struct
 302, 303, 410, 500), but the job script is the fixed runner :mod:`aiida_mlqm.calcjobs.runners.pyscf_runner`, copied
 verbatim, which reads the validated parameters from ``input.json``: nothing the user gives becomes code.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -73,7 +74,9 @@ class BasePyscfCalculation(CalcJob):
             'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED',
             message='The electronic minimization cycle did not reach self-consistency.',
         )
-        spec.exit_code(411, 'ERROR_CC_CONVERGENCE_NOT_REACHED', message='The coupled-cluster equations did not converge.')
+        spec.exit_code(
+            411, 'ERROR_CC_CONVERGENCE_NOT_REACHED', message='The coupled-cluster equations did not converge.'
+        )
         spec.exit_code(420, 'ERROR_PYSCF_EXCEPTION', message='PySCF raised an exception: {message}')
         spec.exit_code(
             500,

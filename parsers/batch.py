@@ -1,4 +1,5 @@
 """Parser of ``mlqm.pyscf.batch``: per-structure outputs for the structures that succeeded, ``failures`` for the rest."""
+
 from __future__ import annotations
 
 from aiida import orm
@@ -33,8 +34,14 @@ class PyscfBatchParser(PyscfParserBase):
         for key in keys:
             result = results['structures'].get(key)
             if result is None:
-                result = {'status': 'missing', 'error': {'type': 'Missing', 'stage': 'not_started',
-                                                         'message': 'no result: the job ended before this structure'}}
+                result = {
+                    'status': 'missing',
+                    'error': {
+                        'type': 'Missing',
+                        'stage': 'not_started',
+                        'message': 'no result: the job ended before this structure',
+                    },
+                }
             status = result.get('status', 'error')
             if status == 'ok':
                 parameters, forces = convert_result(result, versions, frozen_core)

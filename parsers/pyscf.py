@@ -3,6 +3,7 @@
 The runner writes atomic units; here, once, they become eV and eV/Å (CODATA 2018, the values aiida-pyscf uses through
 pint), each stored next to a ``*_units`` key.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,11 @@ from aiida.engine import ExitCode
 from aiida.parsers.parser import Parser
 
 __all__ = (
-    'HARTREE_TO_EV',
     'BOHR_TO_ANGSTROM',
+    'HARTREE_TO_EV',
     'STATUS_EXIT_CODES',
-    'PyscfParserBase',
     'PyscfParser',
+    'PyscfParserBase',
     'convert_result',
     'forces_node',
 )
@@ -95,7 +96,7 @@ class PyscfParserBase(Parser):
         """Parse the retrieved files; never raise."""
         try:
             return self.parse_results(**kwargs)
-        except Exception as exception:  # noqa: BLE001 -- becomes a specific exit code instead of an excepted process
+        except Exception as exception:
             self.logger.exception('unexpected exception while parsing')
             return self.exit_codes.ERROR_UNEXPECTED_PARSER_EXCEPTION.format(
                 exception=f'{type(exception).__name__}: {exception}'
@@ -127,7 +128,7 @@ class PyscfParserBase(Parser):
             with self.retrieved.base.repository.open(Calc.FILENAME_RESULTS, 'r') as handle:
                 results = json.load(handle)
             if not isinstance(results, dict) or not isinstance(results.get('structures'), dict):
-                raise ValueError('no `structures` object at the top level')
+                raise ValueError('no `structures` object at the top level')  # noqa: TRY004
         except ValueError as exception:  # json.JSONDecodeError is a ValueError
             return self.scheduler_or(self.exit_codes.ERROR_OUTPUT_RESULTS_UNREADABLE.format(exception=str(exception)))
         return results

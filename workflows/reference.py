@@ -146,23 +146,50 @@ class ReferenceWorkChain(WorkChain):
 
     def setup(self):
         """Estimate costs and plan the batches; keep only JSON and stored nodes in the context."""
-        parameters = self.inputs.parameters.get_dict()
-        costs = {
-            key: estimate_cost_seconds(structure.get_ase().get_chemical_symbols(), parameters)
-            for key, structure in self.inputs.structures.items()
-        }
+        from ..calcjobs.parameters import validate_parameters
+
+        parameters = validate_parameters(self.inputs.parameters.get_dict())
+        self.ctx.labelled = {}  # key -> {'parameters': pk, 'forces': pk | None}
+        self.ctx.to_retry = {}  # key -> reason of the batch failure
+        self.ctx.failed = {}  # key -> {'status', 'message', ...} for structures that failed for good
+        costs = {}
+        for key, structure in self.inputs.structures.items():
+            problem = self._molecule_problem(key, structure, parameters)
+            if problem:
+                # One impossible molecule would fail the validation of its whole batch: set it aside here.
+                self.ctx.failed[key] = {'status': 'invalid_molecule', 'message': problem}
+                self.report(f'`{key}` is not computed: {problem}')
+                continue
+            costs[key] = estimate_cost_seconds(structure.get_ase().get_chemical_symbols(), parameters)
         self.ctx.batches = plan_batches(
             costs,
             target_seconds=self.inputs.batch.target_seconds.value,
             max_structures=self.inputs.batch.max_structures.value,
         )
-        self.ctx.labelled = {}  # key -> {'parameters': pk, 'forces': pk | None}
-        self.ctx.to_retry = {}  # key -> reason of the batch failure
-        self.ctx.failed = {}  # key -> {'status', 'message', ...} for structures that failed for good
         estimate = sum(costs.values())
         self.report(
             f'{len(costs)} structures in {len(self.ctx.batches)} batch job(s), estimated {estimate:.0f} s of compute'
         )
+
+    def _molecule_problem(self, key: str, structure: orm.StructureData, parameters: dict) -> str | None:
+        """Why this molecule cannot be computed with these parameters (charge, multiplicity, method), or ``None``.
+
+        :param parameters: the normalised parameters (:func:`~aiida_mlqm.calcjobs.parameters.validate_parameters`).
+        """
+        from ..calcjobs.molecule import MoleculeError, structure_to_runner_entry
+        from ..calcjobs.parameters import ParameterError, check_molecule_compatibility
+
+        state = self._states().get(key, {})
+        try:
+            entry = structure_to_runner_entry(
+                structure,
+                state.get('charge', parameters.get('charge')),
+                state.get('multiplicity', parameters.get('multiplicity')),
+            )
+            check_molecule_compatibility(parameters, entry['multiplicity'])
+        except (MoleculeError, ParameterError) as exception:
+            return str(exception)
+        return None
 
     def _options(self) -> dict:
         return self.inputs.options.get_dict() if 'options' in self.inputs else {}

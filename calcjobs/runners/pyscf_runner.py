@@ -16,7 +16,9 @@ runs in isolation: a failure is recorded in its ``status`` (``ok``, ``scf_not_co
 
 Open-shell T1 diagnostic (UCCSD, which PySCF 2.3 does not provide): ``sqrt((|t1a|^2 + |t1b|^2) / (2 N))`` with N the
 number of correlated electrons; for a closed shell (t1a = t1b) it equals PySCF's RCCSD value ``|t1| / sqrt(2 nocc)``.
+The D1 diagnostic is defined for closed shells only and is reported for restricted references only.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +34,20 @@ import numpy
 
 RUNNER_VERSION = '1'
 INPUT_KEYS = {'parameters', 'structures', 'checkpoint', 'soft_walltime', 'write_checkpoint'}
-PARAMETER_KEYS = {'method', 'basis', 'xc', 'charge', 'multiplicity', 'reference', 'frozen_core', 'forces',
-                  'diagnostics', 'max_memory', 'scf', 'cc'}
+PARAMETER_KEYS = {
+    'method',
+    'basis',
+    'xc',
+    'charge',
+    'multiplicity',
+    'reference',
+    'frozen_core',
+    'forces',
+    'diagnostics',
+    'max_memory',
+    'scf',
+    'cc',
+}
 SCF_KEYS = {'conv_tol', 'conv_tol_grad', 'max_cycle', 'level_shift', 'damp', 'diis_space', 'second_order', 'init_guess'}
 CC_KEYS = {'conv_tol', 'conv_tol_normt', 'max_cycle', 'diis_space'}
 METHODS = {'hf', 'dft', 'mp2', 'ccsd', 'ccsd(t)'}
@@ -79,9 +93,10 @@ def apply_numpy2_compatibility() -> None:
 
 def check_input(data: dict) -> None:
     """Raise ``ValueError`` for any key or value outside the allow-lists (the plugin checked them already)."""
+
     def keys(where, given, allowed):
         if not isinstance(given, dict):
-            raise ValueError(f'{where} must be an object')
+            raise ValueError(f'{where} must be an object')  # noqa: TRY004 -- one exception type for bad input
         unknown = sorted(str(key) for key in given if key not in allowed)
         if unknown:
             raise ValueError(f'unknown keys in {where}: {unknown}; valid: {sorted(allowed)}')
@@ -119,11 +134,15 @@ def make_molecule(entry: dict, parameters: dict):
 
     name = pyscf_basis._format_basis_name(parameters['basis'])
     if not (name in pyscf_basis.ALIAS or pyscf_basis._is_pople_basis(name)):
-        raise ValueError(f'basis {parameters["basis"]!r} is not in PySCF\'s basis library')
+        raise ValueError(f"basis {parameters['basis']!r} is not in PySCF's basis library")
     return gto.M(
         atom=[[symbol, tuple(position)] for symbol, position in zip(entry['symbols'], entry['positions'])],
-        unit='Angstrom', basis=parameters['basis'], charge=int(entry['charge']), spin=int(entry['multiplicity']) - 1,
-        max_memory=parameters.get('max_memory', 4000), verbose=3,
+        unit='Angstrom',
+        basis=parameters['basis'],
+        charge=int(entry['charge']),
+        spin=int(entry['multiplicity']) - 1,
+        max_memory=parameters.get('max_memory', 4000),
+        verbose=3,
     )
 
 
@@ -137,8 +156,11 @@ def resolve_reference(parameters: dict, multiplicity: int) -> str:
 def run_scf(mol, parameters, reference, result, deadline, restart_from, chkfile):
     from pyscf import dft, scf
 
-    classes = {'restricted': (scf.RHF, dft.RKS), 'unrestricted': (scf.UHF, dft.UKS),
-               'restricted-open': (scf.ROHF, dft.ROKS)}[reference]
+    classes = {
+        'restricted': (scf.RHF, dft.RKS),
+        'unrestricted': (scf.UHF, dft.UKS),
+        'restricted-open': (scf.ROHF, dft.ROKS),
+    }[reference]
     if parameters['method'] == 'dft':
         mf = classes[1](mol)
         mf.xc = parameters['xc']
@@ -213,6 +235,7 @@ def run_correlated(mf, parameters, reference, result, timings, check_time):
     solver.conv_tol_normt = settings.get('conv_tol_normt', 1e-5)
     solver.max_cycle = settings.get('max_cycle', 100)
     solver.diis_space = settings.get('diis_space', 6)
+    solver.callback = lambda envs: check_time('ccsd')  # called every CC iteration: a long CCSD obeys the walltime
     solver.kernel()
     timings['ccsd'] = time.perf_counter() - start
     if reference != 'restricted-open' and solver.emp2 is not None:
@@ -258,8 +281,14 @@ def compute_gradient(mf, solver, parameters, reference):
 
 def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadline):
     """Return the result of one structure; never raises."""
-    result = {'status': 'ok', 'method': parameters['method'], 'basis': parameters['basis'], 'xc': parameters.get('xc'),
-              'charge': int(entry['charge']), 'multiplicity': int(entry['multiplicity'])}
+    result = {
+        'status': 'ok',
+        'method': parameters['method'],
+        'basis': parameters['basis'],
+        'xc': parameters.get('xc'),
+        'charge': int(entry['charge']),
+        'multiplicity': int(entry['multiplicity']),
+    }
     timings = {}
     result['timings'] = timings
     stage = ['setup']
@@ -284,8 +313,11 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
         timings['scf'] = time.perf_counter() - start
         if not mf.converged:
             result['status'] = 'scf_not_converged'
-            result['error'] = {'type': 'SCFNotConverged', 'stage': 'scf',
-                               'message': f'SCF not converged in {result["scf_cycles"]} cycles'}
+            result['error'] = {
+                'type': 'SCFNotConverged',
+                'stage': 'scf',
+                'message': f'SCF not converged in {result["scf_cycles"]} cycles',
+            }
             return result
         solver = None
         if parameters['method'] in ('mp2', 'ccsd', 'ccsd(t)'):
@@ -293,8 +325,11 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
             solver = run_correlated(mf, parameters, reference, result, timings, check_time)
             if result.get('ccsd_converged') is False:
                 result['status'] = 'cc_not_converged'
-                result['error'] = {'type': 'CCNotConverged', 'stage': 'ccsd',
-                                   'message': f'CCSD not converged in {solver.max_cycle} cycles'}
+                result['error'] = {
+                    'type': 'CCNotConverged',
+                    'stage': 'ccsd',
+                    'message': f'CCSD not converged in {solver.max_cycle} cycles',
+                }
                 return result
         if parameters.get('forces'):
             check_time('forces')
@@ -306,12 +341,19 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
         result['error'] = {'type': 'Walltime', 'message': str(exception), 'stage': stage[0]}
     except MemoryError as exception:
         result['status'] = 'out_of_memory'
-        result['error'] = {'type': type(exception).__name__, 'message': str(exception) or 'out of memory',
-                           'stage': stage[0]}
+        result['error'] = {
+            'type': type(exception).__name__,
+            'message': str(exception) or 'out of memory',
+            'stage': stage[0],
+        }
     except Exception as exception:  # noqa: BLE001 -- one structure's failure must not stop the others
         result['status'] = 'error'
-        result['error'] = {'type': type(exception).__name__, 'message': str(exception), 'stage': stage[0],
-                           'traceback': traceback.format_exc(limit=5)}
+        result['error'] = {
+            'type': type(exception).__name__,
+            'message': str(exception),
+            'stage': stage[0],
+            'traceback': traceback.format_exc(limit=5),
+        }
     finally:
         timings['total'] = time.perf_counter() - start_total
     return result
@@ -339,8 +381,16 @@ def main() -> int:
 
     threads = int(os.environ.get('OMP_NUM_THREADS', '1') or 1)
     lib.num_threads(threads)
-    results = {'versions': {'runner': RUNNER_VERSION, 'pyscf': pyscf.__version__, 'numpy': numpy.__version__,
-                            'python': platform.python_version()}, 'threads': threads, 'structures': {}}
+    results = {
+        'versions': {
+            'runner': RUNNER_VERSION,
+            'pyscf': pyscf.__version__,
+            'numpy': numpy.__version__,
+            'python': platform.python_version(),
+        },
+        'threads': threads,
+        'structures': {},
+    }
     try:
         with open('input.json', encoding='utf-8') as handle:
             data = json.load(handle)
@@ -354,22 +404,31 @@ def main() -> int:
     soft_walltime = data.get('soft_walltime')
     deadline = start + float(soft_walltime) if soft_walltime else None
     structures = data['structures']
-    print(f'mlqm-runner {RUNNER_VERSION}: {len(structures)} structure(s), {parameters["method"]}/'
-          f'{parameters["basis"]}, {threads} thread(s)', flush=True)
+    print(
+        f'mlqm-runner {RUNNER_VERSION}: {len(structures)} structure(s), {parameters["method"]}/'
+        f'{parameters["basis"]}, {threads} thread(s)',
+        flush=True,
+    )
     stopped = False
     for index, (key, entry) in enumerate(structures.items()):
         if stopped:
-            results['structures'][key] = {'status': 'walltime', 'error': {
-                'type': 'Walltime', 'message': 'not started: soft walltime reached', 'stage': 'not_started'}}
+            results['structures'][key] = {
+                'status': 'walltime',
+                'error': {'type': 'Walltime', 'message': 'not started: soft walltime reached', 'stage': 'not_started'},
+            }
             continue
         print(f'mlqm-runner: [{index + 1}/{len(structures)}] {key} started', flush=True)
-        result = run_structure(key, entry, parameters, data.get('checkpoint'), data.get('write_checkpoint', False),
-                               deadline)
+        result = run_structure(
+            key, entry, parameters, data.get('checkpoint'), data.get('write_checkpoint', False), deadline
+        )
         results['structures'][key] = result
         write_results(results)
         energy = result.get('total_energy')
-        print(f'mlqm-runner: [{index + 1}/{len(structures)}] {key} {result["status"]} total_energy={energy} '
-              f'({result["timings"]["total"]:.2f} s)', flush=True)
+        print(
+            f'mlqm-runner: [{index + 1}/{len(structures)}] {key} {result["status"]} total_energy={energy} '
+            f'({result["timings"]["total"]:.2f} s)',
+            flush=True,
+        )
         if result['status'] == 'walltime':
             print('mlqm-runner: soft walltime reached, the remaining structures are not started', flush=True)
             stopped = True

@@ -1,12 +1,8 @@
 """Fixtures of the job tests: small molecules as StructureData and a PySCF that works in the test process."""
+
 from __future__ import annotations
 
 import pytest
-
-WATER = [('O', (0.0, 0.0, 0.1173)), ('H', (0.0, 0.7572, -0.4692)), ('H', (0.0, -0.7572, -0.4692))]
-OH = [('O', (0.0, 0.0, 0.0)), ('H', (0.0, 0.0, 0.9697))]
-H2 = [('H', (0.0, 0.0, 0.0)), ('H', (0.0, 0.0, 0.7414))]
-O2 = [('O', (0.0, 0.0, 0.0)), ('O', (0.0, 0.0, 1.2075))]
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Charge and multiplicity of a StructureData, and the runner's plain-JSON form of it."""
+
 from __future__ import annotations
 
 import pytest
 from aiida import orm
-
 from aiida_mlqm.calcjobs.molecule import MoleculeError, get_charge_multiplicity, structure_to_runner_entry
 
 
@@ -29,8 +29,12 @@ def test_defaults_follow_electron_parity():
 
 def test_runner_entry_and_overrides():
     entry = structure_to_runner_entry(molecule(OH))
-    assert entry == {'symbols': ['O', 'H'], 'positions': [[0.0, 0.0, 0.0], [0.0, 0.0, 0.97]], 'charge': 0,
-                     'multiplicity': 2}
+    assert entry == {
+        'symbols': ['O', 'H'],
+        'positions': [[0.0, 0.0, 0.0], [0.0, 0.0, 0.97]],
+        'charge': 0,
+        'multiplicity': 2,
+    }
     # A charge override picks the lowest multiplicity for the new electron count unless the structure has one.
     assert structure_to_runner_entry(molecule(OH), charge=-1)['multiplicity'] == 1
     assert structure_to_runner_entry(molecule(OH), charge=1, multiplicity=3)['multiplicity'] == 3

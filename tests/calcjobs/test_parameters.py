@@ -1,8 +1,8 @@
 """Parameter validation: every allow-list rejects what it must, with a message naming the key and the fix."""
+
 from __future__ import annotations
 
 import pytest
-
 from aiida_mlqm.calcjobs.parameters import (
     DEFAULT_CC,
     DEFAULT_SCF,
@@ -30,8 +30,13 @@ def test_defaults_are_filled_in():
 
 @pytest.mark.parametrize(
     ('method', 'normalised', 'reference'),
-    [('RHF', 'hf', 'restricted'), ('uhf', 'hf', 'unrestricted'), ('ROHF', 'hf', 'restricted-open'),
-     ('uks', 'dft', 'unrestricted'), ('mp2', 'mp2', 'auto')],
+    [
+        ('RHF', 'hf', 'restricted'),
+        ('uhf', 'hf', 'unrestricted'),
+        ('ROHF', 'hf', 'restricted-open'),
+        ('uks', 'dft', 'unrestricted'),
+        ('mp2', 'mp2', 'auto'),
+    ],
 )
 def test_method_aliases_fix_the_reference(method, normalised, reference):
     parameters = with_(method=method, xc='pbe0') if method in ('uks',) else with_(method=method)
@@ -41,8 +46,15 @@ def test_method_aliases_fix_the_reference(method, normalised, reference):
 
 def test_spin_becomes_multiplicity_and_settings_are_kept():
     result = validate_parameters(
-        with_(spin=2, charge=-1, scf={'level_shift': 0.2, 'second_order': True, 'init_guess': 'ATOM', 'conv_tol': 1e-10},
-              method='ccsd', cc={'max_cycle': 200}, max_memory=2000, frozen_core=True),
+        with_(
+            spin=2,
+            charge=-1,
+            scf={'level_shift': 0.2, 'second_order': True, 'init_guess': 'ATOM', 'conv_tol': 1e-10},
+            method='ccsd',
+            cc={'max_cycle': 200},
+            max_memory=2000,
+            frozen_core=True,
+        ),
         {'O'},
     )
     assert result['multiplicity'] == 3 and result['charge'] == -1

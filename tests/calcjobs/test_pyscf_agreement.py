@@ -5,23 +5,24 @@ Water (closed shell, restricted) and the OH radical (open shell, UHF-based); ene
 the frozen core and CCSD(T) forces); STO-3G batch jobs over both molecules check B3LYP energies and the forces at
 every other level (same runner, same parser conversion), which keeps the test time small.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
-
 from aiida_mlqm.calcjobs.batch import PyscfBatchCalculation
 from aiida_mlqm.calcjobs.pyscf import PyscfCalculation
 from aiida_mlqm.parsers.pyscf import BOHR_TO_ANGSTROM, HARTREE_TO_EV
-
-from conftest import OH, WATER  # noqa: I001 -- tests/calcjobs/conftest.py
+from jobs_test_molecules import OH, WATER
 
 MOLECULES = {'water': (WATER, 0), 'oh': (OH, 1)}
 BASIS = '6-31g'
 SCF = {'conv_tol': 1e-10}
 CC = {'conv_tol': 1e-9, 'conv_tol_normt': 1e-7}
+
+
 def direct_pyscf(pyscf, atoms, spin, level, forces, frozen_core, basis=BASIS):
     """Return reference values (Hartree, Hartree/Bohr) from PySCF alone."""
     from pyscf import cc, dft, gto, mp, scf

@@ -1,4 +1,5 @@
 """The fixed runner on its own, as a compute node runs it: isolation, walltime, checkpoints, defence in depth."""
+
 from __future__ import annotations
 
 import ast
@@ -11,8 +12,12 @@ import sys
 import pytest
 
 RUNNER = pathlib.Path(__file__).parents[2] / 'calcjobs' / 'runners' / 'pyscf_runner.py'
-WATER = {'symbols': ['O', 'H', 'H'], 'positions': [[0, 0, 0], [0, 0.757, 0.587], [0, -0.757, 0.587]], 'charge': 0,
-         'multiplicity': 1}
+WATER = {
+    'symbols': ['O', 'H', 'H'],
+    'positions': [[0, 0, 0], [0, 0.757, 0.587], [0, -0.757, 0.587]],
+    'charge': 0,
+    'multiplicity': 1,
+}
 H2 = {'symbols': ['H', 'H'], 'positions': [[0, 0, 0], [0, 0, 0.74]], 'charge': 0, 'multiplicity': 1}
 # Nine electrons cannot be a singlet: PySCF raises while building the molecule.
 OH_WRONG_PARITY = {'symbols': ['O', 'H'], 'positions': [[0, 0, 0], [0, 0, 0.97]], 'charge': 0, 'multiplicity': 1}
@@ -23,7 +28,12 @@ def run_runner(folder: pathlib.Path, data: dict) -> tuple[int, dict]:
     shutil.copy(RUNNER, folder / 'pyscf_runner.py')
     (folder / 'input.json').write_text(json.dumps(data))
     process = subprocess.run(
-        [sys.executable, 'pyscf_runner.py'], cwd=folder, capture_output=True, text=True, timeout=120,
+        [sys.executable, 'pyscf_runner.py'],
+        check=False,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'},
     )
     return process.returncode, json.loads((folder / 'results.json').read_text())
@@ -31,14 +41,22 @@ def run_runner(folder: pathlib.Path, data: dict) -> tuple[int, dict]:
 
 def test_runner_imports_only_stdlib_numpy_and_pyscf():
     tree = ast.parse(RUNNER.read_text())
-    modules = {alias.name.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    modules |= {node.module.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    modules = {
+        alias.name.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    modules |= {
+        node.module.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not modules - set(sys.stdlib_module_names) - {'numpy', 'pyscf'}
 
 
 def test_one_failing_structure_does_not_stop_the_others(tmp_path):
-    data = {'parameters': HF_STO3G, 'structures': {'water': WATER, 'odd': OH_WRONG_PARITY, 'h2': H2},
-            'checkpoint': None, 'soft_walltime': None}
+    data = {
+        'parameters': HF_STO3G,
+        'structures': {'water': WATER, 'odd': OH_WRONG_PARITY, 'h2': H2},
+        'checkpoint': None,
+        'soft_walltime': None,
+    }
     returncode, results = run_runner(tmp_path, data)
     assert returncode == 0
     structures = results['structures']
@@ -80,8 +98,9 @@ def test_checkpoint_out_and_restart_in(tmp_path):
     _, results = run_runner(first, {'parameters': parameters, 'structures': {'water': WATER}, 'write_checkpoint': True})
     assert (first / 'water.chk').is_file()
     shutil.copy(first / 'water.chk', second / 'restart.chk')
-    _, restarted = run_runner(second, {'parameters': parameters, 'structures': {'water': WATER},
-                                       'checkpoint': 'restart.chk'})
+    _, restarted = run_runner(
+        second, {'parameters': parameters, 'structures': {'water': WATER}, 'checkpoint': 'restart.chk'}
+    )
     before, after = results['structures']['water'], restarted['structures']['water']
     assert after['status'] == 'ok'
     assert after['total_energy'] == pytest.approx(before['total_energy'], abs=1e-9)

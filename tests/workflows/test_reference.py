@@ -86,13 +86,18 @@ def test_a_molecule_that_fails_for_good_does_not_sink_the_rest(mlqm_code):
 
     broken = orm.StructureData(ase=Atoms('H2', positions=[[0, 0, 0], [0, 0, 1e-6]]))
     broken.base.attributes.set('multiplicity', 1)
-    structures = {'water': g2_structure('H2O'), 'broken': broken}
+    # A doublet water cannot exist (10 electrons): it is set aside before batching instead of failing its batch.
+    impossible = g2_structure('H2O')
+    impossible.base.attributes.set('multiplicity', 2)
+    structures = {'water': g2_structure('H2O'), 'broken': broken, 'impossible': impossible}
     results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g'})
     assert node.exit_status == ReferenceWorkChain.exit_codes.WARNING_SOME_STRUCTURES_FAILED.status
     assert len(results['dataset']) == 1
     failed = results['failed'].get_dict()
-    assert list(failed) == ['broken']
+    assert sorted(failed) == ['broken', 'impossible']
     assert failed['broken']['message']
+    assert failed['impossible']['status'] == 'invalid_molecule'
+    assert 'multiplicity' in failed['impossible']['message']
 
 
 def test_invalid_parameters_are_rejected_before_anything_runs(mlqm_code):

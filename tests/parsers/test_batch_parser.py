@@ -1,0 +1,74 @@
+"""``mlqm.pyscf.batch`` parser on fixture folders (``fixtures/mlqm.pyscf.batch/<case>``)."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida_mlqm.calcjobs.batch import PyscfBatchCalculation
+from aiida_mlqm.calcjobs.pyscf import PyscfCalculation
+from aiida_mlqm.parsers.batch import PyscfBatchParser
+
+EXIT = PyscfBatchCalculation.exit_codes
+
+
+def parse(generate_calc_job_node, structure_node, case, keys, scheduler_exit_status=None):
+    inputs = {
+        'structures': {key: structure_node(('H', 'H')) for key in keys},
+        'parameters': orm.Dict({'method': 'hf', 'basis': 'sto-3g', 'forces': True}),
+    }
+    node = generate_calc_job_node('mlqm.pyscf.batch', case, inputs, scheduler_exit_status)
+    return PyscfBatchParser.parse_from_node(node, store_provenance=False)
+
+
+def test_all_ok(generate_calc_job_node, structure_node):
+    results, calcfunction = parse(generate_calc_job_node, structure_node, 'all_ok', ['h2', 'water'])
+    assert calcfunction.exit_status == 0
+    assert set(results['parameters']) == {'h2', 'water'} == set(results['forces'])
+    assert results['parameters']['water']['total_energy_units'] == 'eV'
+    assert results['forces']['water'].get_array('forces').shape == (3, 3)
+    assert 'failures' not in results
+
+
+def test_partial_failure_keeps_the_good_results(generate_calc_job_node, structure_node):
+    results, calcfunction = parse(generate_calc_job_node, structure_node, 'partial', ['h2', 'o2'])
+    assert calcfunction.exit_status == EXIT.WARNING_SOME_STRUCTURES_FAILED.status
+    assert '1 of 2 structures failed: o2: scf_not_converged' in calcfunction.exit_message
+    assert set(results['parameters']) == {'h2'} == set(results['forces'])
+    failure = results['failures'].get_dict()['o2']
+    assert failure['status'] == 'scf_not_converged'
+    assert failure['exit_code'] == PyscfCalculation.exit_codes.ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED.status
+    assert 'SCF not converged' in failure['message']
+
+
+def test_all_failed(generate_calc_job_node, structure_node):
+    results, calcfunction = parse(generate_calc_job_node, structure_node, 'all_failed', ['h2', 'o2'])
+    assert calcfunction.exit_status == EXIT.ERROR_ALL_STRUCTURES_FAILED.status
+    failures = results['failures'].get_dict()
+    assert failures['h2']['exit_code'] == PyscfCalculation.exit_codes.ERROR_PYSCF_EXCEPTION.status
+    assert failures['h2']['message'] == 'RuntimeError in stage forces: boom'
+    assert 'parameters' not in results
+
+
+@pytest.mark.parametrize(
+    ('scheduler_exit_status', 'expected'),
+    [
+        (None, PyscfCalculation.exit_codes.ERROR_STRUCTURE_MISSING_FROM_RESULTS.status),
+        (PyscfCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status, 120),
+    ],
+)
+def test_structures_the_job_never_reached(generate_calc_job_node, structure_node, scheduler_exit_status, expected):
+    results, calcfunction = parse(
+        generate_calc_job_node, structure_node, 'killed', ['h2', 'water'], scheduler_exit_status
+    )
+    assert calcfunction.exit_status == EXIT.WARNING_SOME_STRUCTURES_FAILED.status
+    assert set(results['parameters']) == {'h2'}
+    assert results['failures'].get_dict()['water']['status'] == 'missing'
+    assert results['failures'].get_dict()['water']['exit_code'] == expected
+
+
+def test_no_results_lets_the_scheduler_code_stand(generate_calc_job_node, structure_node):
+    memory = PyscfCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY.status
+    _, calcfunction = parse(generate_calc_job_node, structure_node, 'missing_results', ['h2'], memory)
+    assert calcfunction.exit_status == memory
+    _, calcfunction = parse(generate_calc_job_node, structure_node, 'missing_results', ['h2'])
+    assert calcfunction.exit_status == EXIT.ERROR_OUTPUT_RESULTS_MISSING.status
