@@ -98,13 +98,13 @@ def cmd_demo(profile_name, molecules, level, forces):
     for column in [*columns, 'job']:
         table.add_column(column, justify='left' if column == 'molecule' else 'right')
 
+    # Each row of the dataset names its structure and the result node behind it.
     labelled = {}
     dataset = results.get('dataset')
     if dataset is not None:
-        assemble = dataset.creator
-        for link in assemble.base.links.get_incoming().all():
-            role, _, key = link.link_label.partition('_')
-            labelled.setdefault(key, {})[role] = link.node
+        by_uuid = {structure.uuid: key for key, structure in structures.items()}
+        for frame in dataset.frames():
+            labelled[by_uuid[frame.structure_uuid]] = {'parameters': orm.load_node(frame.result_uuid), 'frame': frame}
     failed = results['failed'].get_dict() if 'failed' in results else {}
 
     for key, structure in structures.items():
@@ -128,7 +128,7 @@ def cmd_demo(profile_name, molecules, level, forces):
         if forces:
             import numpy as np
 
-            array = labelled[key]['forces'].get_array('forces') if 'forces' in labelled[key] else None
+            array = labelled[key]['frame'].forces
             row.append('' if array is None else f'{np.abs(array).max():.4f}')
         table.add_row(*row, str(labelled[key]['parameters'].creator.pk))
     console.print(table)

@@ -9,7 +9,8 @@ A dataset holds ``n`` frames (one per labelled structure) of possibly different 
 - ``forces`` (float, total atoms x 3, eV/Å), only when every frame has forces;
 - ``charge`` and ``multiplicity`` (int, n).
 
-Per-frame text (``level``, ``source_uuid`` of the calculation that produced the label, ``structure_uuid``) is kept
+Per-frame text (``level``, ``source_uuid`` of the calculation that produced the label, ``structure_uuid`` and
+``result_uuid`` of the node holding the full result) is kept
 in attributes, as are ``units`` and the level of theory. The arrays live in the node's repository as ``.npy`` files
 (AiiDA's ``ArrayData`` storage); nothing is pickled.
 """
@@ -37,6 +38,7 @@ class Frame(t.NamedTuple):
     level: str
     source_uuid: str | None
     structure_uuid: str | None
+    result_uuid: str | None = None
 
 
 class DatasetData(orm.ArrayData):
@@ -75,6 +77,7 @@ class DatasetData(orm.ArrayData):
         node.base.attributes.set('levels', [f.level for f in frames])
         node.base.attributes.set('source_uuids', [f.source_uuid for f in frames])
         node.base.attributes.set('structure_uuids', [f.structure_uuid for f in frames])
+        node.base.attributes.set('result_uuids', [f.result_uuid for f in frames])
         node.base.attributes.set('units', {'energy': ENERGY_UNIT, 'forces': FORCES_UNIT, 'positions': POSITIONS_UNIT})
         node.base.attributes.set('num_frames', len(frames))
         node.base.attributes.set('num_atoms_total', int(offsets[-1]))
@@ -120,6 +123,7 @@ class DatasetData(orm.ArrayData):
             level=self.levels[index],
             source_uuid=self.source_uuids[index],
             structure_uuid=self.base.attributes.get('structure_uuids')[index],
+            result_uuid=self.base.attributes.get('result_uuids', [None] * len(self))[index],
         )
 
     def frames(self) -> t.Iterator[Frame]:

@@ -9,30 +9,38 @@ import re
 
 import numpy as np
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import calcfunction
 
 from ..provenance.dataset import DatasetData, Frame
 
-ROLES = ('structure', 'parameters', 'forces')
-EV_PER_HARTREE = 27.211386245988  # CODATA 2018, as ase.units and aiida-pyscf's pint registry use
+ROLES = ('parameters', 'forces', 'structure')
+# Inputs of one assembling calcfunction. AiiDA checks each new input link of an unstored process node against all
+# earlier ones, comparing ``Dict`` nodes by content, so the cost of one call grows with the square of its inputs:
+# larger sets are assembled in chunks and merged.
+ASSEMBLE_CHUNK = 25
 
 
 def level_of_theory(parameters: dict) -> str:
     """A short, stable label of a level of theory, e.g. ``ccsd(t)/cc-pvdz`` or ``b3lyp/6-31g*``."""
     method = str(parameters.get('method', 'hf')).lower()
     basis = str(parameters.get('basis', '')).lower()
-    if method in {'dft', 'rks', 'uks'}:
+    if method in {'dft', 'rks', 'uks', 'roks'}:
         method = str(parameters.get('xc', 'dft')).lower()
     if parameters.get('frozen_core') and method in {'mp2', 'ccsd', 'ccsd(t)'}:
         method = f'{method}-fc'
     return f'{method}/{basis}'
 
 
-def label_inputs(key: str, structure: orm.StructureData, parameters: orm.Dict, forces: orm.ArrayData | None) -> dict:
-    """The calcfunction inputs for one labelled structure, under link labels derived from ``key``."""
+def check_key(key: str) -> str:
     if not re.fullmatch(r'[A-Za-z0-9]+(_[A-Za-z0-9]+)*', key):
         raise ValueError(f'structure key {key!r} must be letters and digits joined by single underscores')
-    inputs = {f'structure_{key}': structure, f'parameters_{key}': parameters}
+    return key
+
+
+def label_inputs(key: str, parameters: orm.Dict, forces: orm.ArrayData | None) -> dict:
+    """The :func:`assemble_dataset` inputs for one labelled structure, under link labels derived from ``key``."""
+    inputs = {f'parameters_{check_key(key)}': parameters}
     if forces is not None:
         inputs[f'forces_{key}'] = forces
     return inputs
@@ -48,22 +56,35 @@ def _group_by_key(nodes: dict) -> dict[str, dict]:
     return grouped
 
 
+def structure_of_result(result: orm.Data) -> orm.StructureData:
+    """The input structure of the calculation that created ``result``.
+
+    A ``mlqm.pyscf`` result comes from a job with one ``structure``; a ``mlqm.pyscf.batch`` result is linked as
+    ``parameters__<key>`` and its structure is the job's input ``structures__<key>``.
+    """
+    calculation = result.creator
+    label = result.base.links.get_incoming(link_type=LinkType.CREATE).one().link_label
+    _, _, key = label.partition('__')
+    structure_label = f'structures__{key}' if key else 'structure'
+    return calculation.base.links.get_incoming(link_label_filter=structure_label).one().node
+
+
 @calcfunction
 def assemble_dataset(**nodes) -> DatasetData:
     """Collect labelled structures into one ``DatasetData``.
 
-    Inputs come in triples named ``structure_<key>`` (StructureData), ``parameters_<key>`` (the ``mlqm.pyscf``
-    result Dict, energies in eV) and optionally ``forces_<key>`` (ArrayData ``forces`` in eV/Å); rows follow the
-    sorted keys. Each row records the uuid of the calculation that created its result.
+    Inputs come in pairs named ``parameters_<key>`` (the ``mlqm.pyscf`` result Dict, energies in eV) and optionally
+    ``forces_<key>`` (ArrayData ``forces`` in eV/Å); rows follow the sorted keys. The geometry of each row is the input
+    structure of the calculation that created its result, whose uuid the row records.
     """
     frames = []
     for key, group in sorted(_group_by_key(nodes).items()):
-        structure, result = group['structure'], group['parameters']
+        result = group['parameters']
         values = result.get_dict()
         if values.get('total_energy_units', 'eV') != 'eV':
             raise ValueError(f'{key}: total energy in {values["total_energy_units"]}, expected eV')
+        structure = structure_of_result(result)
         forces = group['forces'].get_array('forces') if 'forces' in group else None
-        creator = result.creator
         frames.append(
             Frame(
                 numbers=np.array([site_number(structure, site) for site in structure.sites]),
@@ -73,11 +94,37 @@ def assemble_dataset(**nodes) -> DatasetData:
                 charge=int(values.get('charge', 0)),
                 multiplicity=int(values.get('multiplicity', 1)),
                 level=level_of_theory(values),
-                source_uuid=creator.uuid if creator is not None else None,
+                source_uuid=result.creator.uuid,
                 structure_uuid=structure.uuid,
+                result_uuid=result.uuid,
             )
         )
     return DatasetData.from_frames(frames)
+
+
+@calcfunction
+def merge_datasets(**parts) -> DatasetData:
+    """Concatenate datasets (in the order of their sorted input labels) into one."""
+    return DatasetData.from_frames([frame for _, part in sorted(parts.items()) for frame in part.frames()])
+
+
+def assemble_in_chunks(labelled: dict[str, dict], *, label: str = 'assemble_dataset') -> DatasetData:
+    """Assemble ``{key: {'parameters': Dict, 'forces': ArrayData | None}}`` with one calcfunction per chunk.
+
+    :returns: the dataset; with more than :data:`ASSEMBLE_CHUNK` structures, the output of :func:`merge_datasets`.
+    """
+    keys = sorted(labelled)
+    chunks = [keys[i : i + ASSEMBLE_CHUNK] for i in range(0, len(keys), ASSEMBLE_CHUNK)]
+    parts = []
+    for index, chunk in enumerate(chunks):
+        inputs = {}
+        for key in chunk:
+            inputs.update(label_inputs(key, labelled[key]['parameters'], labelled[key].get('forces')))
+        call_label = label if len(chunks) == 1 else f'{label}_{index:03d}'
+        parts.append(assemble_dataset(**inputs, metadata={'call_link_label': call_label}))
+    if len(parts) == 1:
+        return parts[0]
+    return merge_datasets(**{f'part_{i:03d}': part for i, part in enumerate(parts)}, metadata={'call_link_label': 'merge_datasets'})
 
 
 def site_number(structure: orm.StructureData, site) -> int:
@@ -125,6 +172,7 @@ def dataset_from_aiida_pyscf(**nodes) -> DatasetData:
                 level=level,
                 source_uuid=calculation.uuid,
                 structure_uuid=structure.uuid,
+                result_uuid=result.uuid,
             )
         )
     return DatasetData.from_frames(frames)
@@ -142,7 +190,9 @@ def dataset_from_pyscf_calculations(calculations, *, label: str | None = None) -
             raise ValueError(f'node {node.pk} is a {node.process_type}, not an aiida-pyscf pyscf.base calculation')
         if not node.is_finished_ok:
             raise ValueError(f'calculation {node.pk} did not finish successfully (exit status {node.exit_status})')
-        inputs.update(label_inputs(f'calc{index:05d}', node.inputs.structure, node.outputs.parameters, None))
+        key = check_key(f'calc{index:05d}')
+        inputs[f'structure_{key}'] = node.inputs.structure
+        inputs[f'parameters_{key}'] = node.outputs.parameters
     if not inputs:
         raise ValueError('no calculations given')
     metadata = {'call_link_label': label} if label else {}

@@ -5,7 +5,8 @@
 2. Structures that failed inside a batch (or whose whole batch failed) are retried one by one through the
    ``mlqm.pyscf.base`` restart chain, which changes settings by failure type.
 3. The per-structure results are assembled into a ``DatasetData`` by the :func:`.dataset.assemble_dataset`
-   calcfunction, so every row links to the calculation behind it.
+   calcfunction (in chunks, merged by :func:`.dataset.merge_datasets`), so every row links to the calculation behind
+   it.
 
 Structures that fail for good are listed in the ``failed`` output with their reason; the chain then finishes with
 exit status 710 instead of failing, so one bad molecule never sinks a campaign.
@@ -18,7 +19,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
 from .batching import estimate_cost_seconds, plan_batches
-from .dataset import assemble_dataset, label_inputs
+from .dataset import assemble_in_chunks
 
 PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
 PyscfBaseWorkChain = WorkflowFactory('mlqm.pyscf.base')
@@ -310,11 +311,14 @@ class ReferenceWorkChain(WorkChain):
         if not self.ctx.labelled:
             return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED
 
-        inputs = {}
-        for key, pks in sorted(self.ctx.labelled.items()):
-            forces = orm.load_node(pks['forces']) if pks['forces'] is not None else None
-            inputs.update(label_inputs(key, self.inputs.structures[key], orm.load_node(pks['parameters']), forces))
-        dataset = assemble_dataset(**inputs, metadata={'call_link_label': 'assemble_dataset'})
+        labelled = {
+            key: {
+                'parameters': orm.load_node(pks['parameters']),
+                'forces': orm.load_node(pks['forces']) if pks['forces'] is not None else None,
+            }
+            for key, pks in self.ctx.labelled.items()
+        }
+        dataset = assemble_in_chunks(labelled)
         self.out('dataset', dataset)
         self.report(f'labelled {len(self.ctx.labelled)} of {total} structures: {dataset}')
         if self.ctx.failed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 from aiida.plugins import WorkflowFactory
 
@@ -54,8 +55,11 @@ def test_batches_label_everything_with_provenance(mlqm_code, tmp_path):
     # The dataset was made by a calcfunction whose inputs are the per-structure results.
     assemble = dataset.creator
     assert assemble.process_label == 'assemble_dataset'
-    creators = {link.node.creator.uuid for link in assemble.base.links.get_incoming().all() if link.link_label.startswith('parameters_')}
-    assert creators == {batch.uuid for batch in batches}
+    inputs = assemble.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+    assert {link.node.uuid for link in inputs if link.link_label.startswith('parameters_')} == {
+        frame.result_uuid for frame in dataset.frames()
+    }
+    assert {link.node.creator.uuid for link in inputs} == {batch.uuid for batch in batches}
 
     filename = tmp_path / 'labels.extxyz'
     dataset.export_extxyz(filename)
@@ -107,6 +111,22 @@ def test_invalid_parameters_are_rejected_before_anything_runs(mlqm_code):
     with pytest.raises(ValueError, match='no structures'):
         run_get_node(ReferenceWorkChain, structures={}, parameters=orm.Dict({'method': 'hf', 'basis': 'sto-3g'}),
                      code=mlqm_code)
+
+
+def test_large_sets_are_assembled_in_chunks_and_merged(mlqm_code, monkeypatch):
+    """Above the chunk size, partial datasets are merged; rows and links are the same as in one piece."""
+    from aiida_mlqm.workflows import dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, 'ASSEMBLE_CHUNK', 2)
+    structures = {f'mol_{i}': g2_structure(name) for i, name in enumerate(['H2O', 'NH3', 'CH4'])}
+    results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g'})
+    assert node.is_finished_ok, node.exit_message
+    dataset = results['dataset']
+    assert dataset.creator.process_label == 'merge_datasets'
+    parts = dataset.creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all_nodes()
+    assert sorted(len(part) for part in parts) == [1, 2]
+    assert {part.creator.process_label for part in parts} == {'assemble_dataset'}
+    assert sorted(f.structure_uuid for f in dataset.frames()) == sorted(s.uuid for s in structures.values())
 
 
 def test_cost_planner_packs_by_cost_and_cap():
