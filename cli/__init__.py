@@ -17,3 +17,4 @@ def main():
 from . import setup as _setup  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import status as _status  # noqa: E402,F401
+from . import build as _build  # noqa: E402,F401
