@@ -6,23 +6,14 @@ outside CI it is skipped with the command that starts the service.
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
-IN_CI = os.environ.get('CI', '').lower() in {'1', 'true', 'yes'}
-
-
-def require_service(available: bool, what: str, how: str) -> None:
-    """Fail in CI, skip elsewhere, when a service a test needs is not there."""
-    if available:
-        return
-    message = f'{what} is not available; start it with: {how}'
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+# ``require_service`` (fail in CI, skip elsewhere) lives in service_fixtures, importable from any test module:
+# ``conftest`` is not, since pytest imports several files of that name.
+from service_fixtures import IN_CI, require_service  # noqa: E402,F401
 
 
 @pytest.fixture(scope='session')

@@ -156,6 +156,19 @@ def unique_profile_name(prefix: str = 'mlqm-test') -> str:
     return f'{prefix}-{os.getpid()}-{secrets.token_hex(3)}'
 
 
+IN_CI = os.environ.get('CI', '').lower() in {'1', 'true', 'yes'}
+
+
+def require_service(available: bool, what: str, how: str) -> None:
+    """Fail in CI, skip elsewhere, when a service a test needs is not there."""
+    if available:
+        return
+    message = f'{what} is not available; start it with: {how}'
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 # ------------------------------------------------------------------------------------------------ availability
 def postgres_available() -> bool:
     from aiida_mlqm.cli.services import pg_connect
@@ -187,7 +200,6 @@ def slurm_node_ready() -> bool:
 
 
 def require_services() -> None:
-    from conftest import require_service
 
     require_service(postgres_available(), 'PostgreSQL on 127.0.0.1:5432 (admin role postgres)', SERVICES_HINT)
     require_service(rabbitmq_available(), 'RabbitMQ on 127.0.0.1:5672 (guest)', SERVICES_HINT)
@@ -257,7 +269,6 @@ def slurm_profile(psql_daemon_profile):
 
     The cluster is started with ``deploy/slurm/start.sh`` when it is not running and this process may (root).
     """
-    from conftest import require_service
 
     if not slurm_node_ready() and os.geteuid() == 0:
         result = subprocess.run(['bash', str(SLURM_START)], check=False, capture_output=True, text=True, timeout=600)
