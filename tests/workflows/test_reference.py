@@ -61,6 +61,15 @@ def test_batches_label_everything_with_provenance(mlqm_code, tmp_path):
     }
     assert {link.node.creator.uuid for link in inputs} == {batch.uuid for batch in batches}
 
+    # What `verdi node graph generate <dataset>` draws: the dataset's ancestors include every batch job.
+    from aiida.tools.visualization import Graph
+
+    graph = Graph()
+    graph.recurse_ancestors(dataset, annotate_links='both')
+    source = graph.graphviz.source
+    for batch in batches:
+        assert f'N{batch.pk} [label="PyscfBatchCalculation ({batch.pk})' in source
+
     filename = tmp_path / 'labels.extxyz'
     dataset.export_extxyz(filename)
     from ase.io import read
