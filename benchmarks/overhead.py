@@ -95,7 +95,8 @@ def run(quick: bool = False) -> dict:
             pyscf_energies[name] = outputs['parameters']['mean_field']['total_energy']
         aiida_pyscf_seconds = time.perf_counter() - start
 
-    hartree = 27.211386245988
+    from aiida_mlqm.units import HARTREE_TO_EV as hartree
+
     deviation = max(
         abs(pyscf_energies[name] / hartree - plain_energies[name]) for name in names
     )

@@ -50,14 +50,14 @@ def parse_level(level: str) -> dict:
 @click.option('--level', default='ccsd(t)/cc-pvdz', show_default=True, help='METHOD/BASIS of the reference.')
 @click.option('--forces/--no-forces', default=False, show_default=True, help='Also compute analytic forces.')
 def cmd_demo(profile_name, molecules, level, forces):
-    """Label a few G2 molecules with PySCF through ReferenceWorkChain and print what was computed.
+    """Build a few G2 molecules, label them with PySCF through ReferenceWorkChain and print what was computed.
 
     Runs on the embedded default (SQLite storage, no broker, jobs on this machine) unless --profile names another.
     """
     from rich.console import Console
     from rich.table import Table
 
-    from ..workflows.dataset import EV_PER_HARTREE
+    from ..units import HARTREE_TO_EV
     from .setup import ensure_localhost_computer, ensure_python_code, setup_embedded
 
     import sys
@@ -76,13 +76,31 @@ def cmd_demo(profile_name, molecules, level, forces):
     from aiida.engine import run_get_node
     from aiida.plugins import WorkflowFactory
 
-    names = [name.strip() for name in molecules.split(',') if name.strip()]
-    structures = {f'mol_{index:02d}': g2_structure(name) for index, name in enumerate(names)}
+    from ..provenance.readers import LibraryError, read_g2
+    from ..workflows.build import BuildWorkChain
+
+    try:
+        records = read_g2(molecules)
+    except LibraryError as exception:
+        raise click.BadParameter(str(exception), param_hint='--molecules') from exception
     parameters = {**parse_level(level), 'forces': forces}
     if parameters['method'] in {'ccsd', 'ccsd(t)'}:
         parameters['diagnostics'] = True
 
-    console.print(f'Labelling {len(names)} G2 molecules at {level} with PySCF on {code.computer.label} ...')
+    # 1. Build: G2 geometries -> validated StructureData (geometry kept, charge and multiplicity attached).
+    console.print(f'Building {len(records)} G2 molecules with mlqm.build ...')
+    builder = BuildWorkChain.get_builder_from_protocol(records, 'fast', overrides={'basis': parameters['basis']})
+    _, build = run_get_node(builder)
+    built = BuildWorkChain.built_structures(build)
+    if 'rejected' in build.outputs:
+        for entry in build.outputs.rejected.get_dict().get('entries', []):
+            console.print(f'[yellow]rejected {entry["id"]} ({entry["kind"]}): {entry["reason"]}')
+    if not built:
+        raise click.ClickException(f'no structure could be built (BuildWorkChain<{build.pk}>: {build.exit_message})')
+    structures = {f'mol_{index:02d}': structure for index, (_, structure) in enumerate(sorted(built.items()))}
+
+    # 2. Reference: PySCF at the requested level, batched, with retries and a DatasetData at the end.
+    console.print(f'Labelling {len(structures)} molecules at {level} with PySCF on {code.computer.label} ...')
     start = time.perf_counter()
     results, node = run_get_node(
         WorkflowFactory('mlqm.reference'),
@@ -111,16 +129,16 @@ def cmd_demo(profile_name, molecules, level, forces):
         if key not in labelled:
             reason = failed.get(key, {}).get('message', 'not labelled')
             blanks = [''] * (len(columns) - 2)
-            table.add_row(structure.label, str(structure.base.attributes.get('multiplicity')), f'[red]{reason}', *blanks)
+            table.add_row(_name(structure), str(structure.base.attributes.get('multiplicity')), f'[red]{reason}', *blanks)
             continue
         values = labelled[key]['parameters'].get_dict()
         scf = values.get('scf_energy')
         correlation = values['total_energy'] - scf if scf is not None and scf != values['total_energy'] else None
         row = [
-            structure.label,
+            _name(structure),
             str(values.get('multiplicity')),
-            f'{values["total_energy"] / EV_PER_HARTREE:.8f}',
-            _fmt(None if correlation is None else correlation / EV_PER_HARTREE, '.8f'),
+            f'{values["total_energy"] / HARTREE_TO_EV:.8f}',
+            _fmt(None if correlation is None else correlation / HARTREE_TO_EV, '.8f'),
             _fmt(values.get('homo_lumo_gap'), '.3f'),
             _fmt(values.get('t1_diagnostic'), '.4f'),
             _fmt(values.get('d1_diagnostic'), '.4f'),
@@ -142,6 +160,10 @@ def cmd_demo(profile_name, molecules, level, forces):
         console.print(f'[yellow]ReferenceWorkChain finished with exit status {status}: {node.exit_message}')
     if dataset is None:
         raise SystemExit(1)
+
+
+def _name(structure) -> str:
+    return structure.base.attributes.get('name', None) or structure.label or structure.get_formula()
 
 
 def _fmt(value, spec: str) -> str:

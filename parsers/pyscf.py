@@ -25,8 +25,7 @@ __all__ = (
     'forces_node',
 )
 
-HARTREE_TO_EV = 27.211386245988
-BOHR_TO_ANGSTROM = 0.529177210903
+from ..units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 ENERGY_KEYS = (
     'scf_energy', 'mp2_correlation_energy', 'ccsd_correlation_energy', 'ccsd_t_correction', 'total_energy',
     'homo', 'lumo', 'homo_lumo_gap',

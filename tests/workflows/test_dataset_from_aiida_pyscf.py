@@ -10,7 +10,7 @@ from aiida.plugins import CalculationFactory
 from aiida_mlqm.cli.demo import g2_structure
 from aiida_mlqm.workflows.dataset import dataset_from_pyscf_calculations
 
-HARTREE = 27.211386245988
+from aiida_mlqm.units import HARTREE_TO_EV as HARTREE
 
 
 @pytest.fixture(scope='module')

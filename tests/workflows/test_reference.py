@@ -11,7 +11,7 @@ from aiida.plugins import WorkflowFactory
 from aiida_mlqm.cli.demo import g2_structure
 
 ReferenceWorkChain = WorkflowFactory('mlqm.reference')
-HARTREE = 27.211386245988
+from aiida_mlqm.units import HARTREE_TO_EV as HARTREE
 
 
 def pyscf_energy(structure: orm.StructureData, basis: str) -> float:

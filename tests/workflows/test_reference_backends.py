@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-HARTREE = 27.211386245988
+from aiida_mlqm.units import HARTREE_TO_EV as HARTREE
 
 SUBMIT_REFERENCE = """
 from aiida_mlqm.cli.demo import g2_structure
