@@ -86,6 +86,13 @@ def cmd_demo(profile_name, molecules, level, forces):
     parameters = {**parse_level(level), 'forces': forces}
     if parameters['method'] in {'ccsd', 'ccsd(t)'}:
         parameters['diagnostics'] = True
+    # Check the level of theory before anything is stored: a typo must not leave a build behind.
+    from ..calcjobs.parameters import ParameterError, validate_parameters
+
+    try:
+        validate_parameters(parameters)
+    except ParameterError as exception:
+        raise click.BadParameter(str(exception), param_hint='--level') from exception
 
     # 1. Build: G2 geometries -> validated StructureData (geometry kept, charge and multiplicity attached).
     console.print(f'Building {len(records)} G2 molecules with mlqm.build ...')
