@@ -1,0 +1,147 @@
+"""Hyperparameters of training, validated without importing torch (job plugins check them before submission).
+
+``TrainingConfig`` rejects unknown keys, so a misspelt hyperparameter fails before a job runs instead of training with
+the default silently. ``models.networks`` checks that its presets are the names listed here.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import pydantic
+
+from .errors import InvalidInputError
+
+AEV_PRESET_NAMES = ('ani1x', 'ani2x', 'compact')
+ACTIVATION_NAMES = ('celu', 'gelu', 'silu', 'tanh')
+
+
+class TrainingConfig(pydantic.BaseModel):
+    """Hyperparameters of a committee (unknown keys are rejected, so a typo never trains the defaults silently)."""
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    members: int = pydantic.Field(4, ge=1, le=64)
+    seed: int = 0
+    aev: str = 'compact'
+    hidden: list[int] = pydantic.Field(default_factory=lambda: [64, 32])
+    activation: str = 'celu'
+    dtype: t.Literal['float32', 'float64'] = 'float32'
+    extensive: bool = True
+    epochs: int = pydantic.Field(300, ge=1)
+    batch_size: int = pydantic.Field(32, ge=1)
+    learning_rate: float = pydantic.Field(1e-3, gt=0)
+    weight_decay: float = pydantic.Field(0.0, ge=0)
+    energy_weight: float = pydantic.Field(1.0, ge=0)
+    force_weight: float | None = pydantic.Field(None, ge=0, description='None: 1.0 when the data have forces, else 0')
+    validation_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
+    calibration_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
+    patience: int = pydantic.Field(30, ge=1)
+    bootstrap: bool = True
+    coverage: float = pydantic.Field(0.9, gt=0, lt=1)
+    max_seconds: float | None = pydantic.Field(None, gt=0)
+    num_threads: int | None = pydantic.Field(
+        1,
+        ge=1,
+        description='torch intra-op threads while training; small networks run fastest on one (None: leave as is)',
+    )
+
+    @pydantic.field_validator('aev')
+    @classmethod
+    def _known_aev(cls, value: str) -> str:
+        if value not in AEV_PRESET_NAMES:
+            raise ValueError(f'unknown aev preset {value!r}; choose one of {sorted(AEV_PRESET_NAMES)}')
+        return value
+
+    @pydantic.field_validator('activation')
+    @classmethod
+    def _known_activation(cls, value: str) -> str:
+        if value not in ACTIVATION_NAMES:
+            raise ValueError(f'unknown activation {value!r}; choose one of {sorted(ACTIVATION_NAMES)}')
+        return value
+
+
+def parse_config(values: dict[str, t.Any] | None) -> TrainingConfig:
+    """Validate hyperparameters; raise ``InvalidInputError`` listing every wrong key and why."""
+    try:
+        return TrainingConfig(**(values or {}))
+    except pydantic.ValidationError as exception:
+        problems = '; '.join(f'{".".join(map(str, e["loc"]))}: {e["msg"]}' for e in exception.errors())
+        raise InvalidInputError(f'invalid hyperparameters: {problems}') from None
+
+
+class ClassifierConfig(pydantic.BaseModel):
+    """Options of ``models.classifier.train_classifier``."""
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    estimator: t.Literal['random_forest', 'gradient_boosting', 'logistic_regression'] = 'random_forest'
+    method: t.Literal['isotonic', 'sigmoid'] = 'sigmoid'
+    cv: int = pydantic.Field(3, ge=2)
+    test_fraction: float = pydantic.Field(0.25, gt=0, lt=1)
+    seed: int = 0
+
+
+class ExploreConfig(pydantic.BaseModel):
+    """Langevin ML-MD settings of ``explore`` mode.
+
+    :param threshold: calibrated committee energy spread (eV) that ends a trajectory with a candidate.
+    :param timestep: fs. ``friction``: 1/fs. ``min_distance``: Å; a closer pair ends the trajectory as unphysical.
+    """
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    temperature: float = pydantic.Field(300.0, gt=0)
+    timestep: float = pydantic.Field(0.5, gt=0)
+    steps: int = pydantic.Field(200, ge=1)
+    friction: float = pydantic.Field(0.01, gt=0)
+    threshold: float = pydantic.Field(0.1, gt=0)
+    check_interval: int = pydantic.Field(5, ge=1)
+    seed: int = 0
+    min_distance: float = pydantic.Field(0.5, ge=0)
+
+
+class TrainParameters(pydantic.BaseModel):
+    """What a user may set for a training job (file names are the job's business, not the user's)."""
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    kind: t.Literal['potential', 'property', 'delta', 'classifier'] = 'potential'
+    hyperparameters: dict[str, t.Any] = {}
+    target_key: str = 'target'
+    base_level: str | None = None
+    target_level: str | None = None
+    correction_hyperparameters: dict[str, t.Any] = {}
+
+    @pydantic.model_validator(mode='after')
+    def _check(self) -> TrainParameters:
+        if self.kind == 'classifier':
+            ClassifierConfig(**self.hyperparameters)
+        else:
+            TrainingConfig(**self.hyperparameters)
+        if self.kind == 'delta':
+            if not self.base_level or not self.target_level:
+                raise ValueError('a delta model needs base_level and target_level (the two levels of theory)')
+            TrainingConfig(**self.correction_hyperparameters)
+        return self
+
+
+class PredictParameters(pydantic.BaseModel):
+    """What a user may set for a prediction job."""
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    mode: t.Literal['predict', 'explore'] = 'predict'
+    forces: bool = True
+    batch_size: int = pydantic.Field(256, ge=1)
+    num_threads: int | None = pydantic.Field(1, ge=1, description='torch threads; one is fastest for small networks')
+    explore: ExploreConfig = ExploreConfig()
+
+
+def validation_message(schema: type[pydantic.BaseModel], values: dict[str, t.Any]) -> str | None:
+    """Validate ``values`` against ``schema``; return ``None`` or one line naming every problem (for port validators)."""
+    try:
+        schema(**values)
+    except pydantic.ValidationError as exception:
+        return '; '.join(f'{".".join(map(str, e["loc"])) or "parameters"}: {e["msg"]}' for e in exception.errors())
+    return None

@@ -1,0 +1,117 @@
+"""``python -m aiida_mlqm.models.predict --input predict.json``: apply a saved model to structures, as a job does.
+
+``predict.json`` (unknown keys are an error)::
+
+    {"model": "model", "structures": "structures.npz", "mode": "predict" | "explore",
+     "forces": true, "batch_size": 256, "num_threads": 1,
+     "explore": {"temperature": 300, "timestep": 0.5, "steps": 200, "friction": 0.01, "threshold": 0.1,
+                 "check_interval": 5, "seed": 0},
+     "output": "predictions.npz", "candidates": "candidates.npz", "results": "results.json", "status": "status.json"}
+
+``predictions.npz`` holds ``energy`` (or ``property``), ``energy_spread`` (calibrated), ``energy_spread_raw``,
+``energy_interval`` (conformal half-width, NaN without calibration), ``members`` and, with forces, flat ``forces`` with
+the structures' ``offsets``. A classifier reads ``features`` from the structures file and writes ``probabilities``.
+``results.json`` names units, coverage and timings; in explore mode ``candidates.npz`` holds the candidate geometries.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+import typing as t
+
+import numpy as np
+
+from ._cli import STATUS_FILE, read_input, run_main
+from .config import PredictParameters
+from .errors import InvalidInputError
+
+
+class PredictJob(PredictParameters):
+    """The user's parameters plus the file names, which the job plugin sets."""
+
+    model: str = 'model'
+    structures: str = 'structures.npz'
+    output: str = 'predictions.npz'
+    candidates: str = 'candidates.npz'
+    results: str = 'results.json'
+    status: str = STATUS_FILE
+
+
+def predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
+    from .training import torch_threads
+
+    with torch_threads(job.num_threads):
+        return _predict(job, folder)
+
+
+def _predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
+    from .data import Structures
+    from .serialization import load_model
+
+    model = load_model(folder / job.model)
+    path = folder / job.structures
+    if not path.is_file():
+        raise InvalidInputError(f'structures file {path} does not exist')
+    results: dict[str, t.Any] = {'model_kind': model.kind, 'mode': job.mode}
+    started = time.perf_counter()
+    if model.kind == 'classifier':
+        with np.load(path, allow_pickle=False) as archive:
+            if 'features' not in archive.files:
+                raise InvalidInputError(f'{path} has no features array, which a classifier needs')
+            probabilities = model.predict_proba(archive['features'])
+        np.savez(folder / job.output, probabilities=probabilities, classes=np.asarray(model.classes, dtype=str))
+        results.update(count=len(probabilities), classes=model.classes)
+    elif job.mode == 'predict':
+        structures = Structures.load_npz(path)
+        with_forces = job.forces and model.kind in ('potential', 'delta')
+        prediction = model.predict(structures, forces=with_forces, batch_size=job.batch_size)
+        name = 'property' if model.kind == 'property' else 'energy'
+        arrays = {
+            name: prediction.value,
+            f'{name}_spread': prediction.calibrated_spread,
+            f'{name}_spread_raw': prediction.spread,
+            f'{name}_interval': prediction.interval
+            if prediction.interval is not None
+            else np.full(len(structures), np.nan),
+            'members': prediction.members,
+            'offsets': structures.offsets,
+        }
+        if prediction.forces is not None:
+            arrays['forces'] = prediction.forces
+        np.savez(folder / job.output, **arrays)
+        results.update(count=len(structures), coverage=prediction.coverage, forces=prediction.forces is not None)
+        results['units'] = {'energy': 'eV', 'forces': 'eV/Å'} if name == 'energy' else {}
+    else:
+        from .explore import explore
+
+        if model.kind not in ('potential', 'delta'):
+            raise InvalidInputError(
+                f'explore mode runs molecular dynamics and needs a potential, not a {model.kind} model'
+            )
+        structures = Structures.load_npz(path)
+        outcome = explore(model, structures, job.explore)
+        if outcome['candidates'] is not None:
+            outcome['candidates'].save_npz(folder / job.candidates)
+        results.update(
+            count=len(structures), candidates=outcome['candidate_info'], trajectories=outcome['trajectories']
+        )
+        results['units'] = {'spread': 'eV', 'positions': 'Å'}
+    results['seconds'] = time.perf_counter() - started
+    (folder / job.results).write_text(json.dumps(results, indent=2, default=float))
+    return {'mode': job.mode}
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body(context: dict[str, t.Any]) -> dict[str, t.Any]:
+        job, folder = read_input(__doc__.splitlines()[0], PredictJob, argv, context)
+        context['status'] = folder / job.status
+        return predict(job, folder)
+
+    return run_main(body)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
