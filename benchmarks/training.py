@@ -14,8 +14,7 @@ import numpy as np
 
 DESCRIPTION = 'committee training time per 1000 configurations (E+F) and validation MAE, per network size'
 MOLECULES = ('CH4', 'NH3', 'H2O', 'H2CO', 'CH3OH')
-HARTREE_TO_EV = 27.211386245988
-BOHR_TO_ANGSTROM = 0.529177210903
+from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 
 def label(count: int, seed: int = 0):

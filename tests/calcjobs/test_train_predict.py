@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import engine, orm
+from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 HYPER = {'members': 3, 'aev': 'compact', 'hidden': [16], 'epochs': 20, 'batch_size': 8, 'seed': 1}
 WATER = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
@@ -22,8 +23,8 @@ def water_frames(count: int, seed: int):
         molecule = gto.M(atom=list(zip('OHH', positions)), basis='sto-3g', unit='Angstrom', verbose=0)
         with lib.with_omp_threads(1):
             mean_field = scf.RHF(molecule)
-            energy = mean_field.kernel() * 27.211386245988
-            forces = -mean_field.nuc_grad_method().kernel() * 27.211386245988 / 0.529177210903
+            energy = mean_field.kernel() * HARTREE_TO_EV
+            forces = -mean_field.nuc_grad_method().kernel() * HARTREE_TO_EV / BOHR_TO_ANGSTROM
         frames.append(Frame(np.array([8, 1, 1]), positions, energy, forces, 0, 1, 'HF/sto-3g', None, None))
     return frames
 
@@ -181,14 +182,15 @@ SUBMIT_TRAIN_PREDICT = """
 import numpy as np
 from pyscf import gto, scf
 from aiida_mlqm.provenance.dataset import DatasetData, Frame
+from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 rng = np.random.default_rng(0)
 water = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
 frames = []
 for _ in range(12):
     positions = water + rng.normal(0.0, 0.05, water.shape)
     mean_field = scf.RHF(gto.M(atom=list(zip('OHH', positions)), basis='sto-3g', verbose=0))
-    energy = mean_field.kernel() * 27.211386245988
-    forces = -mean_field.nuc_grad_method().kernel() * 27.211386245988 / 0.529177210903
+    energy = mean_field.kernel() * HARTREE_TO_EV
+    forces = -mean_field.nuc_grad_method().kernel() * HARTREE_TO_EV / BOHR_TO_ANGSTROM
     frames.append(Frame(np.array([8, 1, 1]), positions, energy, forces, 0, 1, 'HF/sto-3g', None, None))
 dataset = DatasetData.from_frames(frames).store()
 code = load_code('mlqm-python@localhost')

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-HARTREE_TO_EV = 27.211386245988
-BOHR_TO_ANGSTROM = 0.529177210903
+from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 WATER = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
 
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from aiida_mlqm.models.data import Structures
 
-HARTREE_TO_EV = 27.211386245988
-BOHR_TO_ANGSTROM = 0.529177210903
+from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 
 @pytest.fixture(scope='module')
