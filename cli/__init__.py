@@ -18,3 +18,4 @@ from . import setup as _setup  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import status as _status  # noqa: E402,F401
 from . import build as _build  # noqa: E402,F401
+from . import reference as _reference  # noqa: E402,F401

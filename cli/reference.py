@@ -1,0 +1,191 @@
+"""``mlqm reference``: build a molecule library and label it with PySCF at one level of theory, printing a table.
+
+:func:`build_and_label` is shared with ``mlqm demo``: library records -> ``mlqm.build`` -> ``mlqm.reference`` ->
+``DatasetData``, with the level of theory checked before anything is stored.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from . import main
+
+METHODS = {'hf', 'rhf', 'uhf', 'rohf', 'mp2', 'ccsd', 'ccsd(t)'}
+
+
+def parse_level(level: str) -> dict:
+    """``'ccsd(t)/cc-pvdz'`` or ``'b3lyp/6-31g*'`` -> mlqm.pyscf parameters (a functional name implies DFT)."""
+    method, sep, basis = level.partition('/')
+    if not sep or not method or not basis:
+        raise click.BadParameter(f'{level!r} is not METHOD/BASIS, e.g. ccsd(t)/cc-pvdz or b3lyp/6-31g*')
+    method = method.lower()
+    if method in METHODS:
+        return {'method': method, 'basis': basis}
+    return {'method': 'dft', 'xc': method, 'basis': basis}
+
+
+def reference_parameters(level: str, forces: bool) -> dict:
+    """Validated parameters for ``level``; raises ``click.BadParameter`` naming the problem before anything is stored."""
+    from ..calcjobs.parameters import ParameterError, validate_parameters
+
+    parameters = {**parse_level(level), 'forces': forces}
+    if parameters['method'] in {'ccsd', 'ccsd(t)'}:
+        parameters['diagnostics'] = True
+    try:
+        validate_parameters(parameters)
+    except ParameterError as exception:
+        raise click.BadParameter(str(exception), param_hint='--level') from exception
+    return parameters
+
+
+def make_console():
+    from rich.console import Console
+
+    # Rich falls back to 80 columns when the output is not a terminal (CI logs, pipes); the table needs more.
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
+def load_code(profile_name: str | None):
+    """The PySCF code of ``profile_name`` (made if missing), or of the embedded default profile."""
+    from .setup import ensure_localhost_computer, ensure_python_code, setup_embedded
+
+    if profile_name:
+        from aiida import load_profile
+
+        load_profile(profile_name, allow_switch=True)
+        return ensure_python_code(ensure_localhost_computer())
+    return setup_embedded()[2]
+
+
+def build_and_label(records: list[dict], level: str, forces: bool, code, console, *, max_structures: int | None = None):
+    """Build ``records`` with ``mlqm.build`` (fast protocol), label them with ``mlqm.reference`` and print a table.
+
+    :returns: the ``ReferenceWorkChain`` node; ``SystemExit(1)`` when nothing could be labelled.
+    """
+    from aiida import orm
+    from aiida.engine import run_get_node
+    from aiida.plugins import WorkflowFactory
+
+    from ..workflows.build import BuildWorkChain
+
+    parameters = reference_parameters(level, forces)
+
+    console.print(f'Building {len(records)} molecules with mlqm.build ...')
+    builder = BuildWorkChain.get_builder_from_protocol(records, 'fast', overrides={'basis': parameters['basis']})
+    _, build = run_get_node(builder)
+    built = BuildWorkChain.built_structures(build)
+    if 'rejected' in build.outputs:
+        for entry in build.outputs.rejected.get_dict().get('entries', []):
+            console.print(f'[yellow]rejected {entry["id"]} ({entry["kind"]}): {entry["reason"]}')
+    if not built:
+        raise click.ClickException(f'no structure could be built (BuildWorkChain<{build.pk}>: {build.exit_message})')
+    structures = {f'mol_{index:04d}': structure for index, (_, structure) in enumerate(sorted(built.items()))}
+
+    console.print(f'Labelling {len(structures)} molecules at {level} with PySCF on {code.computer.label} ...')
+    inputs = {'structures': structures, 'parameters': orm.Dict(parameters), 'code': code}
+    if max_structures:
+        inputs['batch'] = {'max_structures': orm.Int(max_structures)}
+    start = time.perf_counter()
+    results, node = run_get_node(WorkflowFactory('mlqm.reference'), **inputs)
+    print_table(console, level, node, time.perf_counter() - start, structures, results, forces)
+    if 'dataset' not in results:
+        raise SystemExit(1)
+    return node
+
+
+def print_table(console, level, node, elapsed, structures, results, forces) -> None:
+    """One row per structure: energies (Ha), correlation energy, gap, T1/D1, largest force, or why it failed."""
+    from aiida import orm
+    from rich.table import Table
+
+    from ..units import HARTREE_TO_EV
+
+    table = Table(title=f'{level} reference energies (ReferenceWorkChain<{node.pk}>, {elapsed:.1f} s)')
+    columns = ['molecule', 'mult.', 'E total / Ha', 'E corr / Ha', 'gap / eV', 'T1', 'D1']
+    columns += ['max |F| / eV/Å'] if forces else []
+    for column in [*columns, 'job']:
+        table.add_column(column, justify='left' if column == 'molecule' else 'right')
+
+    # Each row of the dataset names its structure and the result node behind it.
+    labelled = {}
+    dataset = results.get('dataset')
+    if dataset is not None:
+        by_uuid = {structure.uuid: key for key, structure in structures.items()}
+        for frame in dataset.frames():
+            labelled[by_uuid[frame.structure_uuid]] = {'parameters': orm.load_node(frame.result_uuid), 'frame': frame}
+    failed = results['failed'].get_dict() if 'failed' in results else {}
+
+    for key, structure in structures.items():
+        multiplicity = str(structure.base.attributes.get('multiplicity', ''))
+        if key not in labelled:
+            reason = failed.get(key, {}).get('message', 'not labelled')
+            table.add_row(_name(structure), multiplicity, f'[red]{reason}', *[''] * (len(columns) - 2))
+            continue
+        values = labelled[key]['parameters'].get_dict()
+        scf = values.get('scf_energy')
+        correlation = values['total_energy'] - scf if scf is not None and scf != values['total_energy'] else None
+        row = [
+            _name(structure),
+            multiplicity,
+            f'{values["total_energy"] / HARTREE_TO_EV:.8f}',
+            _fmt(None if correlation is None else correlation / HARTREE_TO_EV, '.8f'),
+            _fmt(values.get('homo_lumo_gap'), '.3f'),
+            _fmt(values.get('t1_diagnostic'), '.4f'),
+            _fmt(values.get('d1_diagnostic'), '.4f'),
+        ]
+        if forces:
+            import numpy as np
+
+            array = labelled[key]['frame'].forces
+            row.append('' if array is None else f'{np.abs(array).max():.4f}')
+        table.add_row(*row, str(labelled[key]['parameters'].creator.pk))
+    console.print(table)
+    if dataset is not None:
+        console.print(f'DatasetData<{dataset.pk}>: {dataset}')
+        console.print('Explore the provenance:')
+        console.print(f'  verdi process show {node.pk}      verdi process report {node.pk}')
+        console.print(f'  verdi node graph generate {dataset.pk}')
+    if node.exit_status not in (0, None):
+        console.print(f'[yellow]ReferenceWorkChain finished with exit status {node.exit_status}: {node.exit_message}')
+
+
+def _name(structure) -> str:
+    return structure.base.attributes.get('name', None) or structure.label or structure.get_formula()
+
+
+def _fmt(value, spec: str) -> str:
+    return '' if value is None else format(value, spec)
+
+
+@main.command('reference')
+@click.option(
+    '--smiles',
+    'smiles_file',
+    type=click.Path(exists=True, dir_okay=False),
+    help='SMILES file: `SMILES [id] [charge=N] [multiplicity=M]` per line, or CSV smiles,id,charge,multiplicity.',
+)
+@click.option('--xyz-dir', type=click.Path(exists=True, file_okay=False), help='Folder of .xyz files.')
+@click.option('--extxyz', type=click.Path(exists=True, dir_okay=False), help='Extended XYZ file, one entry per frame.')
+@click.option('--ase-db', type=click.Path(exists=True, dir_okay=False), help='ASE database, one entry per row.')
+@click.option('--g2', 'g2_names', metavar='NAME,NAME|all', help='Molecules of the G2 set by name, or `all`.')
+@click.option('--level', required=True, help='METHOD/BASIS, e.g. ccsd(t)/cc-pvdz, b3lyp/6-31g*, hf/sto-3g.')
+@click.option('--forces/--no-forces', default=False, show_default=True, help='Also compute analytic forces.')
+@click.option('--batch-size', type=click.IntRange(min=1), help='Most molecules in one batch job (default 50).')
+@click.option('--export', type=click.Path(dir_okay=False, writable=True), help='Write the dataset to this extxyz file.')
+@click.option('--profile', 'profile_name', help='AiiDA profile to use (default: the embedded `mlqm` profile).')
+def cmd_reference(smiles_file, xyz_dir, extxyz, ase_db, g2_names, level, forces, batch_size, export, profile_name):
+    """Build a molecule library and compute PySCF references for it at one level of theory."""
+    from ..provenance.readers import LibraryError, read_library
+
+    reference_parameters(level, forces)  # a typo in the level fails before the library is read or stored
+    try:
+        records = read_library(smiles=smiles_file, xyz_dir=xyz_dir, extxyz=extxyz, ase_db=ase_db, g2=g2_names)
+    except LibraryError as exception:
+        raise click.UsageError(str(exception)) from exception
+    console = make_console()
+    node = build_and_label(records, level, forces, load_code(profile_name), console, max_structures=batch_size)
+    if export:
+        node.outputs.dataset.export_extxyz(export)
+        console.print(f'wrote {len(node.outputs.dataset)} frames to {export}')

@@ -1,0 +1,42 @@
+"""``mlqm reference`` and ``mlqm demo`` as a user runs them: a fresh AiiDA folder, real PySCF jobs, a printed table."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ase.io import read
+
+
+def mlqm(tmp_path, *args):
+    env = {'AIIDA_PATH': str(tmp_path / 'aiida'), 'MLQM_HOME': str(tmp_path / 'mlqm'), 'PATH': '/usr/bin:/bin'}
+    return subprocess.run([sys.executable, '-m', 'aiida_mlqm.cli', *args], env=env, capture_output=True, text=True)
+
+
+def test_reference_from_smiles_with_export(tmp_path):
+    library = tmp_path / 'library.smi'
+    library.write_text('O water\n[OH] hydroxyl\nC methane\n')
+    export = tmp_path / 'labels.extxyz'
+    result = mlqm(tmp_path, 'reference', '--smiles', str(library), '--level', 'hf/sto-3g', '--forces', '--export', str(export))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ('water', 'hydroxyl', 'methane'):
+        assert name in result.stdout
+    assert 'DatasetData<' in result.stdout
+    images = read(export, index=':')
+    assert len(images) == 3
+    assert all(atoms.info['source_uuid'] for atoms in images)
+    assert sorted(atoms.info['multiplicity'] for atoms in images) == [1, 1, 2]
+
+
+def test_bad_level_or_library_fails_before_anything_is_stored(tmp_path):
+    result = mlqm(tmp_path, 'reference', '--g2', 'H2O', '--level', 'b3lyx/6-31g*')
+    assert result.returncode == 2
+    assert "'b3lyx'" in result.stderr and 'b3lyp' in result.stderr
+    assert not (tmp_path / 'mlqm' / 'storage').exists()
+
+    result = mlqm(tmp_path, 'demo', '--molecules', 'H2O,XYZ')
+    assert result.returncode == 2
+    assert "'XYZ' is not a G2 molecule name" in result.stderr
+
+    result = mlqm(tmp_path, 'reference', '--level', 'hf/sto-3g')
+    assert result.returncode == 2
+    assert 'no library given' in result.stderr
