@@ -1,0 +1,102 @@
+"""The campaign config: examples validate, misspelt keys fail naming the key, the allowed names and the closest one."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import yaml
+from aiida_mlqm.workflows.campaign_config import (
+    CampaignConfigError,
+    load_config,
+    parse_config,
+    validate_levels,
+)
+
+EXAMPLES = pathlib.Path(__file__).parents[2] / 'examples' / 'campaigns'
+
+
+def example(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+@pytest.mark.parametrize('name', ['potential.yaml', 'property.yaml'])
+def test_examples_validate_and_read_their_library(name):
+    config = load_config(EXAMPLES / name)
+    validate_levels(config)
+    records = config.library.read(EXAMPLES)
+    assert records
+    if config.library.max_molecules:
+        assert len(records) <= config.library.max_molecules
+
+
+def test_potential_example_has_two_levels_with_budgets():
+    config = load_config(EXAMPLES / 'potential.yaml')
+    assert config.levels.expensive.relative_cost > 10 * config.levels.cheap.relative_cost
+    assert config.label_budgets == {'hf/6-31g*': 120, 'ccsd(t)/6-31g*': 30}
+    assert config.levels.cheap.parameters() == {'method': 'hf', 'basis': '6-31g*', 'forces': True}
+
+
+@pytest.mark.parametrize(
+    ('section', 'key', 'suggestion'),
+    [
+        (None, 'stopp', 'stop'),
+        ('active_learning', 'batch_sise', 'batch_size'),
+        ('model', 'epoch', 'epochs'),
+        ('stop', 'target_eror', 'target_error'),
+    ],
+)
+def test_misspelt_key_names_key_allowed_names_and_closest(section, key, suggestion):
+    values = example('potential.yaml')
+    (values if section is None else values.setdefault(section, {}))[key] = 1
+    with pytest.raises(CampaignConfigError) as info:
+        parse_config(values)
+    message = str(info.value)
+    assert f"unknown key {key!r}; did you mean {suggestion!r}?" in message
+    assert 'allowed:' in message and suggestion in message.split('allowed:')[1]
+    if section:
+        assert message.splitlines()[1].startswith(section)
+
+
+def test_misspelt_key_in_a_file_names_the_file(tmp_path):
+    values = example('property.yaml')
+    values['screening']['top_kk'] = 3
+    path = tmp_path / 'campaign.yaml'
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(CampaignConfigError, match=r"campaign.yaml.*\n.*screening.*unknown key 'top_kk'; did you mean 'top_k'"):
+        load_config(path)
+
+
+def test_inconsistent_configs_say_what_to_change():
+    values = example('potential.yaml')
+    values['levels']['cheap']['forces'] = False
+    with pytest.raises(CampaignConfigError, match='levels.cheap.forces must be true'):
+        parse_config(values)
+    values = example('property.yaml')
+    del values['objective']
+    with pytest.raises(CampaignConfigError, match='needs objective'):
+        parse_config(values)
+    values = example('property.yaml')
+    values['library']['g2'] = ['H2O']
+    with pytest.raises(CampaignConfigError, match='exactly one of'):
+        parse_config(values)
+    values = example('property.yaml')
+    values['levels']['cheap']['level'] = 'hf'
+    with pytest.raises(CampaignConfigError, match='not METHOD/BASIS'):
+        parse_config(values)
+    values = example('property.yaml')
+    values['levels']['cheap']['level'] = 'hf/no-such-basis'
+    with pytest.raises(CampaignConfigError, match='levels.cheap.level'):
+        validate_levels(parse_config(values))
+
+
+def test_missing_required_section_and_unreadable_file(tmp_path):
+    values = example('property.yaml')
+    del values['levels']
+    with pytest.raises(CampaignConfigError, match='levels: required key is missing'):
+        parse_config(values)
+    with pytest.raises(CampaignConfigError, match='cannot read'):
+        load_config(tmp_path / 'nope.yaml')
+    (tmp_path / 'bad.yaml').write_text('name: [unclosed')
+    with pytest.raises(CampaignConfigError, match='not valid YAML'):
+        load_config(tmp_path / 'bad.yaml')

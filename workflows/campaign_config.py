@@ -1,0 +1,345 @@
+"""The campaign config (``mlqm campaign run CONFIG``): one YAML file, validated before anything is stored.
+
+Every section rejects unknown keys with the key, the names it allows and the closest match, so a misspelt option
+never runs the default silently::
+
+    active_learning.batch_sise: unknown key 'batch_sise'; did you mean 'batch_size'? (allowed: batch_size, ...)
+
+Nothing here imports AiiDA: the CLI validates a file before loading a profile, and the work chain validates the same
+mapping again in its input validator (the config travels as a ``Dict``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import pathlib
+import typing as t
+
+import pydantic
+import yaml
+
+from ..models.config import ExploreConfig, TrainingConfig
+
+#: Relative cost of one label by method family when a level gives no ``cost``: formal scaling with the basis size
+#: N is N^4 (HF, DFT), N^5 (MP2), N^6 (CCSD), N^7 (CCSD(T)); at the ~50 basis functions of the small molecules that
+#: campaigns label, measured PySCF wall times are about 1 : 3 : 30 : 60.
+RELATIVE_COST = {'hf': 1.0, 'dft': 1.0, 'mp2': 3.0, 'ccsd': 30.0, 'ccsd(t)': 60.0}
+
+
+class CampaignConfigError(ValueError):
+    """A campaign config that cannot run; the message names every problem and where it is."""
+
+
+def _reject_unknown_keys(model: type[pydantic.BaseModel], values: t.Any) -> t.Any:
+    """Fail on keys ``model`` does not know, naming each, the closest allowed name and all allowed names."""
+    if isinstance(values, dict):
+        allowed = sorted(model.model_fields)
+        unknown = [key for key in values if key not in model.model_fields]
+        if unknown:
+            problems = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = f'; did you mean {close[0]!r}?' if close else ''
+                problems.append(f'unknown key {key!r}{hint}')
+            raise ValueError(f'{"; ".join(problems)} (allowed: {", ".join(allowed)})')
+    return values
+
+
+class _Section(pydantic.BaseModel):
+    """A config section: unknown keys fail with the allowed names and the closest one."""
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    @pydantic.model_validator(mode='before')
+    @classmethod
+    def _unknown_keys(cls, values: t.Any) -> t.Any:
+        return _reject_unknown_keys(cls, values)
+
+
+class ModelConfig(TrainingConfig):
+    """Committee hyperparameters (``models.config.TrainingConfig``), with the campaign's unknown-key message."""
+
+    @pydantic.model_validator(mode='before')
+    @classmethod
+    def _unknown_keys(cls, values: t.Any) -> t.Any:
+        return _reject_unknown_keys(cls, values)
+
+
+class ExploreSection(ExploreConfig):
+    """ML-MD exploration (``models.config.ExploreConfig``); ``threshold`` is replaced by the adaptive upper trust
+    level at every iteration, so it only matters for the first committee."""
+
+    @pydantic.model_validator(mode='before')
+    @classmethod
+    def _unknown_keys(cls, values: t.Any) -> t.Any:
+        return _reject_unknown_keys(cls, values)
+
+
+def method_selection_available() -> bool:
+    """Whether the ``mlqm.method_selection`` work chain is installed (entry point and module importable)."""
+    import importlib
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group='aiida.workflows'):
+        if entry.name == 'mlqm.method_selection':
+            try:
+                importlib.import_module(entry.value.partition(':')[0])
+            except ImportError:
+                return False
+            return True
+    return False
+
+
+class LevelConfig(_Section):
+    """One level of theory, ``METHOD/BASIS`` as ``mlqm reference --level`` takes it (a functional name means DFT)."""
+
+    level: str = pydantic.Field(description='METHOD/BASIS, e.g. hf/6-31g*, b3lyp/def2-svp, ccsd(t)/cc-pvdz')
+    forces: bool = pydantic.Field(False, description='analytic forces with every label (potentials need them)')
+    max_labels: int | None = pydantic.Field(None, ge=1, description='label budget at this level')
+    cost: float | None = pydantic.Field(
+        None, gt=0, description='relative cost of one label; default: by method family (RELATIVE_COST)'
+    )
+
+    @pydantic.field_validator('level')
+    @classmethod
+    def _method_basis(cls, value: str) -> str:
+        method, sep, basis = value.partition('/')
+        if not sep or not method.strip() or not basis.strip():
+            raise ValueError(f'{value!r} is not METHOD/BASIS, e.g. hf/6-31g* or ccsd(t)/cc-pvdz')
+        return value.strip().lower()
+
+    @property
+    def method(self) -> str:
+        return self.level.partition('/')[0]
+
+    @property
+    def basis(self) -> str:
+        return self.level.partition('/')[2]
+
+    def parameters(self) -> dict[str, t.Any]:
+        """``mlqm.pyscf`` parameters of this level (checked against the job's allow-lists by ``validate``)."""
+        methods = {'hf', 'rhf', 'uhf', 'rohf', 'mp2', 'ccsd', 'ccsd(t)'}
+        parameters: dict[str, t.Any] = {'basis': self.basis, 'forces': self.forces}
+        if self.method in methods:
+            parameters['method'] = self.method
+        else:
+            parameters.update(method='dft', xc=self.method)
+        return parameters
+
+    @property
+    def relative_cost(self) -> float:
+        if self.cost is not None:
+            return self.cost
+        family = self.parameters()['method'].replace('rhf', 'hf').replace('uhf', 'hf').replace('rohf', 'hf')
+        return RELATIVE_COST.get(family, 1.0)
+
+
+class Levels(_Section):
+    """``cheap`` labels every selected structure; ``expensive`` (optional) the subset that helps the Δ model most,
+    whose predictions are then cheap QM + learned (expensive - cheap)."""
+
+    cheap: LevelConfig
+    expensive: LevelConfig | None = None
+
+
+class LibraryConfig(_Section):
+    """The molecules, as ``mlqm build`` reads them; exactly one source. Paths are relative to the config file."""
+
+    g2: list[str] | None = pydantic.Field(None, description='G2 names, e.g. [H2O, NH3, CH4]')
+    smiles: str | None = pydantic.Field(None, description='SMILES file (`SMILES [id] [charge=N] [multiplicity=M]`)')
+    xyz_dir: str | None = None
+    extxyz: str | None = None
+    ase_db: str | None = None
+    max_molecules: int | None = pydantic.Field(None, ge=1, description='take the first N entries only')
+
+    @pydantic.model_validator(mode='after')
+    def _one_source(self) -> LibraryConfig:
+        given = [name for name in ('g2', 'smiles', 'xyz_dir', 'extxyz', 'ase_db') if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f'give exactly one of g2, smiles, xyz_dir, extxyz, ase_db (got {given or "none"})')
+        return self
+
+    def read(self, root: pathlib.Path) -> list[dict[str, t.Any]]:
+        """Library records for ``mlqm.build`` (raises ``provenance.readers.LibraryError`` on an unreadable file)."""
+        from ..provenance.readers import read_library
+
+        paths = {
+            name: str((root / value).resolve()) if value else None
+            for name, value in (('smiles', self.smiles), ('xyz_dir', self.xyz_dir), ('extxyz', self.extxyz),
+                                ('ase_db', self.ase_db))
+        }  # fmt: skip
+        records = read_library(g2=','.join(self.g2) if self.g2 else None, **paths)
+        return records[: self.max_molecules] if self.max_molecules else records
+
+
+class ConfigurationsConfig(_Section):
+    """Potentials: the candidate pool of configurations per molecule before exploration adds more."""
+
+    number: int = pydantic.Field(30, ge=1, le=10000, description='normal-mode samples per molecule and temperature')
+    temperatures: list[float] = pydantic.Field(default_factory=lambda: [300.0, 600.0, 1000.0], description='K')
+    hessian: t.Literal['forcefield', 'pyscf'] = 'forcefield'
+    seed: int = 42
+
+
+class TrustConfig(_Section):
+    """Adaptive trust levels (``models.selection.adaptive_trust_levels``)."""
+
+    quantile: float = pydantic.Field(0.95, gt=0, lt=1, description='of the spread on validated structures: lower level')
+    upper_ratio: float = pydantic.Field(3.0, gt=1, description='upper level = ratio x lower level')
+    maximum: float | None = pydantic.Field(
+        None, gt=0, description='cap of the upper level (eV/Å for potentials, property units for properties)'
+    )
+
+
+class ActiveLearningConfig(_Section):
+    """The loop: initial set, batches, selection, validation set, exploration (potentials)."""
+
+    initial_size: int = pydantic.Field(16, ge=2, description='structures of the diverse initial set (farthest-point)')
+    batch_size: int = pydantic.Field(8, ge=1, description='structures labelled per iteration')
+    diversity: float = pydantic.Field(0.5, ge=0, le=1, description='0: pure query by committee, 1: farthest-point')
+    expensive_fraction: float = pydantic.Field(
+        0.25, ge=0, le=1, description='share of each batch also labelled at the expensive level (needs levels.expensive)'
+    )
+    validation_size: int = pydantic.Field(16, ge=2, description='fixed validation set, labelled once at the start')
+    trust: TrustConfig = TrustConfig()
+    explore: ExploreSection | None = pydantic.Field(
+        None, description='potentials: ML-MD from the labelled structures adds candidates (threshold set adaptively)'
+    )
+    seed: int = 0
+
+
+class StopConfig(_Section):
+    """Stop rules; the first that holds ends the loop. Label budgets are per level (``levels.*.max_labels``)."""
+
+    target_error: float | None = pydantic.Field(
+        None, gt=0, description='validation MAE: eV per structure for potentials, property units for properties'
+    )
+    max_cpu_seconds: float | None = pydantic.Field(None, gt=0, description='CPU time of reference calculations')
+    max_iterations: int = pydantic.Field(10, ge=1)
+    plateau_window: int | None = pydantic.Field(3, ge=1, description='iterations over which uncertainty must fall')
+    plateau_tolerance: float = pydantic.Field(0.05, ge=0, lt=1, description='relative fall counted as progress')
+
+
+class ScreeningConfig(_Section):
+    """Properties: rank the library by the objective and verify the best with reference QM."""
+
+    maximise: bool = pydantic.Field(False, description='false: smallest values are hits (e.g. a small gap)')
+    kappa: float = pydantic.Field(1.0, ge=0, description='confidence bound: value -/+ kappa x calibrated spread')
+    top_k: int = pydantic.Field(5, ge=1, description='molecules verified by reference QM')
+    hit_threshold: float | None = pydantic.Field(None, description='a verified value beyond this counts as a hit')
+
+
+class MethodSelectionConfig(_Section):
+    """Routing each molecule to a level by a classifier before labelling (``mlqm.method_selection``)."""
+
+    enabled: bool = pydantic.Field(False, description='route molecules with mlqm.method_selection before labelling')
+
+
+class SubmissionConfig(_Section):
+    """Submission control: a campaign of thousands of molecules never floods the daemon or the scheduler."""
+
+    max_jobs_in_flight: int = pydantic.Field(4, ge=1, description='reference/training jobs running at once')
+    structures_per_job: int = pydantic.Field(10, ge=1, description='structures per batched reference job')
+
+
+class CampaignConfig(_Section):
+    """A whole campaign. ``target: potential`` learns energies and forces over configurations; ``target: property``
+    learns one value per molecule over the library and screens it."""
+
+    name: str = pydantic.Field(description='a label for the campaign (shown by mlqm campaign list)')
+    target: t.Literal['potential', 'property']
+    objective: t.Literal['homo_lumo_gap', 'energy'] | None = pydantic.Field(
+        None, description='target: property: which computed value per molecule to learn and screen (eV)'
+    )
+    library: LibraryConfig
+    levels: Levels
+    configurations: ConfigurationsConfig | None = None
+    method_selection: MethodSelectionConfig = MethodSelectionConfig()
+    model: ModelConfig = ModelConfig(members=4, epochs=150, patience=30)
+    active_learning: ActiveLearningConfig = ActiveLearningConfig()
+    stop: StopConfig = StopConfig()
+    screening: ScreeningConfig | None = None
+    submission: SubmissionConfig = SubmissionConfig()
+
+    @pydantic.model_validator(mode='after')
+    def _consistent(self) -> CampaignConfig:
+        problems = []
+        if self.target == 'potential':
+            if not self.levels.cheap.forces:
+                problems.append('levels.cheap.forces must be true for a potential (it learns forces)')
+            if self.objective is not None:
+                problems.append('objective is for target: property; remove it')
+            if self.screening is not None:
+                problems.append('screening ranks molecules by their objective; it needs target: property')
+        else:
+            if self.objective is None:
+                problems.append('target: property needs objective: homo_lumo_gap or energy')
+            if self.configurations is not None or self.active_learning.explore is not None:
+                problems.append('configurations and active_learning.explore are for target: potential')
+        if self.active_learning.expensive_fraction > 0 and self.levels.expensive is None and 'expensive_fraction' in (
+            self.active_learning.model_fields_set
+        ):
+            problems.append('active_learning.expensive_fraction needs levels.expensive')
+        if self.method_selection.enabled and not method_selection_available():
+            problems.append(
+                'method_selection.enabled: the mlqm.method_selection work chain is not installed; set it to false '
+                '(molecules are then labelled at levels.cheap as given, and the campaign records the stage as skipped)'
+            )
+        if problems:
+            raise ValueError('; '.join(problems))
+        return self
+
+    @property
+    def label_budgets(self) -> dict[str, int]:
+        levels = {'cheap': self.levels.cheap, 'expensive': self.levels.expensive}
+        return {lvl.level: lvl.max_labels for lvl in levels.values() if lvl is not None and lvl.max_labels}
+
+
+def _format(exception: pydantic.ValidationError) -> str:
+    lines = []
+    for error in exception.errors():
+        where = '.'.join(str(part) for part in error['loc']) or 'config'
+        message = error['msg'].removeprefix('Value error, ')
+        if error['type'] == 'missing':
+            message = 'required key is missing'
+        lines.append(f'{where}: {message}')
+    return '\n'.join(lines)
+
+
+def parse_config(values: t.Mapping[str, t.Any]) -> CampaignConfig:
+    """Validate a mapping; raise ``CampaignConfigError`` with one line per problem (``section.key: what is wrong``)."""
+    if not isinstance(values, t.Mapping):
+        raise CampaignConfigError(f'a campaign config is a mapping of sections, got {type(values).__name__}')
+    try:
+        return CampaignConfig.model_validate(dict(values))
+    except pydantic.ValidationError as exception:
+        raise CampaignConfigError(f'invalid campaign config:\n{_format(exception)}') from None
+
+
+def load_config(path: str | pathlib.Path) -> CampaignConfig:
+    """Read and validate a YAML campaign config; the error names the file and each problem."""
+    path = pathlib.Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except OSError as exception:
+        raise CampaignConfigError(f'cannot read {path}: {exception.strerror}') from None
+    except yaml.YAMLError as exception:
+        raise CampaignConfigError(f'{path} is not valid YAML: {exception}') from None
+    try:
+        return parse_config(values or {})
+    except CampaignConfigError as exception:
+        raise CampaignConfigError(f'{path}: {exception}') from None
+
+
+def validate_levels(config: CampaignConfig) -> None:
+    """Check each level against the PySCF job's allow-lists (method, basis, functional) before anything is stored."""
+    from ..calcjobs.parameters import ParameterError, validate_parameters
+
+    for name in ('cheap', 'expensive'):
+        level = getattr(config.levels, name)
+        if level is None:
+            continue
+        try:
+            validate_parameters(level.parameters())
+        except ParameterError as exception:
+            raise CampaignConfigError(f'levels.{name}.level {level.level!r}: {exception}') from None
