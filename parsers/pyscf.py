@@ -34,6 +34,7 @@ PLAIN_KEYS = (
     'status', 'method', 'basis', 'xc', 'reference', 'charge', 'multiplicity', 'nelectron', 'nao', 'frozen_orbitals',
     'scf_converged', 'scf_cycles', 's2', 'ccsd_converged', 't1_diagnostic', 'd1_diagnostic', 'error',
 )  # fmt: skip
+FEATURES_UNITS = 'Hartree (energies, gaps, excitation energies, stability eigenvalues); others dimensionless'
 # Runner status -> exit code label of mlqm.pyscf ('missing': the job ended before the structure's turn).
 STATUS_EXIT_CODES = {
     'scf_not_converged': 'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED',
@@ -64,6 +65,9 @@ def convert_result(
         if result.get(key) is not None:
             parameters[key] = float(result[key]) * HARTREE_TO_EV
             parameters[f'{key}_units'] = 'eV'
+    if result.get('features') is not None:  # the features mode of method selection (mlqm.features.batch)
+        parameters['features'] = dict(result['features'])
+        parameters['features_units'] = FEATURES_UNITS
     parameters['level_of_theory'] = level_of_theory(result, frozen_core)
     parameters['timings'] = dict(result.get('timings', {}))
     parameters['timings_units'] = 's'

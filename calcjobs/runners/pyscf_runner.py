@@ -47,10 +47,11 @@ PARAMETER_KEYS = {
     'max_memory',
     'scf',
     'cc',
+    'features',
 }
 SCF_KEYS = {'conv_tol', 'conv_tol_grad', 'max_cycle', 'level_shift', 'damp', 'diis_space', 'second_order', 'init_guess'}
 CC_KEYS = {'conv_tol', 'conv_tol_normt', 'max_cycle', 'diis_space'}
-METHODS = {'hf', 'dft', 'mp2', 'ccsd', 'ccsd(t)'}
+METHODS = {'hf', 'dft', 'mp2', 'ccsd', 'ccsd(t)', 'features'}
 REFERENCES = {'auto', 'restricted', 'unrestricted', 'restricted-open'}
 INIT_GUESSES = {'minao', 'atom', 'huckel', 'hcore', '1e'}
 NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,79}$')
@@ -112,6 +113,10 @@ def check_input(data: dict) -> None:
         raise ValueError('basis is not a basis set name')
     if parameters.get('xc') is not None and not (isinstance(parameters['xc'], str) and XC.match(parameters['xc'])):
         raise ValueError('xc is not a functional name')
+    if parameters.get('method') == 'features':
+        _features_module().check_options(parameters.get('features', {}))
+    elif 'features' in parameters:
+        raise ValueError('parameters.features is only allowed with method features')
     if parameters.get('scf', {}).get('init_guess', 'minao') not in INIT_GUESSES:
         raise ValueError('scf.init_guess not allowed')
     checkpoint = data.get('checkpoint')
@@ -299,6 +304,8 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
         if deadline is not None and time.time() > deadline:
             raise Walltime(f'soft walltime reached before stage {next_stage}')
 
+    if parameters['method'] == 'features':
+        return run_features_structure(entry, parameters, result, timings, check_time, start_total)
     try:
         check_time('setup')
         mol = make_molecule(entry, parameters)
@@ -348,6 +355,58 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
         }
     except Exception as exception:  # noqa: BLE001 -- one structure's failure must not stop the others
         result['status'] = 'error'
+        result['error'] = {
+            'type': type(exception).__name__,
+            'message': str(exception),
+            'stage': stage[0],
+            'traceback': traceback.format_exc(limit=5),
+        }
+    finally:
+        timings['total'] = time.perf_counter() - start_total
+    return result
+
+
+def _features_module():
+    """``features_runner.py``: copied beside this file in a job folder, a sibling module inside the package."""
+    try:
+        import features_runner
+    except ImportError:  # imported as part of the package (tests)
+        from . import features_runner
+    return features_runner
+
+
+def run_features_structure(entry, parameters, result, timings, check_time, start_total):
+    """The ``features`` method: multireference features of one molecule on its given geometry."""
+    features_runner = _features_module()
+    stage = ['setup']
+
+    def checked(next_stage):
+        stage[0] = next_stage
+        check_time(next_stage)
+
+    try:
+        mol = make_molecule(entry, parameters)
+        mol.verbose = 0
+        result['nelectron'], result['nao'] = int(mol.nelectron), int(mol.nao_nr())
+        result['reference'] = 'RHF' if mol.spin == 0 else 'ROHF/UHF'
+        features_runner.run_features(
+            mol,
+            entry['symbols'],
+            entry['positions'],
+            parameters.get('features', {}),
+            parameters.get('scf', {}),
+            result,
+            timings,
+            checked,
+        )
+    except Walltime as exception:
+        result['status'] = 'walltime'
+        result['error'] = {'type': 'Walltime', 'message': str(exception), 'stage': stage[0]}
+    except MemoryError as exception:
+        result['status'] = 'out_of_memory'
+        result['error'] = {'type': 'MemoryError', 'message': str(exception) or 'out of memory', 'stage': stage[0]}
+    except Exception as exception:  # noqa: BLE001 -- one structure's failure must not stop the others
+        result['status'] = 'scf_not_converged' if 'did not converge' in str(exception) else 'error'
         result['error'] = {
             'type': type(exception).__name__,
             'message': str(exception),

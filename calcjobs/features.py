@@ -1,0 +1,129 @@
+"""``mlqm.features.batch``: multireference features of many molecules in one job (method selection).
+
+The same job as ``mlqm.pyscf.batch`` (one scheduler job, each structure isolated, per-structure ``parameters``
+outputs, ``failures``, exit codes 430/710), with the fixed runner in its ``features`` mode: it copies
+``features_runner.py`` beside ``pyscf_runner.py``, and ``parameters`` are a :class:`FeatureJobParameters` instead of a
+level of theory. The features come back in each structure's ``parameters`` Dict under ``features`` (Hartree for
+energies, gaps, excitation energies and stability eigenvalues, with ``features_units``), on the geometry given.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import typing as t
+
+from aiida.common.folders import Folder
+from aiida.engine import CalcJobProcessSpec
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .batch import PyscfBatchCalculation, _entries, _molecular_states
+from .molecule import MoleculeError
+from .parameters import ParameterError, check_basis
+from .pyscf import structure_elements
+from .runners import features_runner
+
+__all__ = ('FeatureJobParameters', 'FeaturesBatchCalculation', 'validate_feature_parameters')
+
+class FeatureOptions(BaseModel):
+    """What the features job computes beyond its fixed set (see ``calcjobs/runners/features_runner.py``)."""
+
+    model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+
+    fod_xc: t.Literal['tpss', 'pbe', 'b3lyp', 'pbe0'] = 'pbe'
+    fod_temperature: float = Field(5000.0, ge=100.0, le=50000.0, description='K')
+    fod_grid_level: int = Field(0, ge=0, le=9)
+    excited_states: int = Field(2, ge=1, le=20)
+    second_order_singles: bool = True
+    stability_cycles: int = Field(3, ge=0, le=10)
+    fractional_threshold: float = Field(0.02, ge=1e-4, le=0.5)
+
+
+class FeatureScf(BaseModel):
+    model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+
+    conv_tol: float = Field(1e-8, ge=1e-14, le=1e-4, description='Hartree')
+    max_cycle: int = Field(100, ge=1, le=1000)
+    level_shift: float = Field(0.0, ge=0.0)
+    damp: float = Field(0.0, ge=0.0, lt=1.0)
+    init_guess: t.Literal['minao', 'atom', 'huckel', 'hcore', '1e'] = 'minao'
+
+
+class FeatureJobParameters(BaseModel):
+    """``parameters`` of ``mlqm.features.batch``: basis, feature options, SCF settings, memory."""
+
+    model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+
+    basis: str = 'cc-pvdz'
+    features: FeatureOptions = FeatureOptions()
+    scf: FeatureScf = FeatureScf()
+    max_memory: int = Field(4000, ge=100, description='MB')
+
+    def as_runner_parameters(self) -> dict[str, t.Any]:
+        """What the fixed runner reads (its ``features`` mode; charge and multiplicity from the structures)."""
+        data = self.model_dump()
+        return {**data, 'method': 'features', 'charge': None, 'multiplicity': None, 'reference': 'auto'}
+
+
+def validate_feature_parameters(parameters: t.Any, elements: t.Iterable[str] = ()) -> FeatureJobParameters:
+    """Return the validated parameters or raise ``ParameterError`` naming the key and the fix."""
+    if not isinstance(parameters, dict):
+        raise ParameterError(f'parameters must be a dictionary, got {type(parameters).__name__}')
+    try:
+        validated = FeatureJobParameters.model_validate(parameters)
+    except ValidationError as exception:
+        problems = '; '.join(
+            f'`{".".join(str(p) for p in error["loc"])}`: {error["msg"]}' for error in exception.errors()
+        )
+        raise ParameterError(
+            f'invalid features parameters: {problems} (allowed keys: basis, features, scf, max_memory)'
+        ) from None
+    check_basis(validated.basis, elements)
+    # the runner repeats this check on the compute node; running it here makes both agree
+    features_runner.check_options(validated.features.model_dump())
+    return validated
+
+
+def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
+    if ctx is not None and any(port not in ctx for port in ('structures', 'parameters')):
+        return None
+    structures, parameters = inputs.get('structures'), inputs.get('parameters')
+    if not structures or parameters is None:
+        return None if parameters is None else 'the `structures` namespace is empty: give at least one structure'
+    elements = set().union(*(structure_elements(structure) for structure in structures.values()))
+    try:
+        normalised = validate_feature_parameters(parameters.get_dict(), elements).as_runner_parameters()
+        _entries(structures, _molecular_states(inputs), normalised)
+    except (ParameterError, MoleculeError) as exception:
+        return f'invalid inputs: {exception}'
+    return None
+
+
+class FeaturesBatchCalculation(PyscfBatchCalculation):
+    """Features for method selection of many molecules in one job; each structure isolated."""
+
+    FILENAME_FEATURES_RUNNER = 'features_runner.py'
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec):  # type: ignore[override]
+        """Define the process specification: that of ``mlqm.pyscf.batch`` with feature parameters."""
+        super().define(spec)
+        spec.inputs['parameters'].help = (
+            'Feature job parameters: basis, features (fod_xc, fod_temperature, excited_states, ...), scf, max_memory '
+            '(aiida_mlqm.calcjobs.features.FeatureJobParameters).'
+        )
+        spec.inputs.validator = _validate_inputs
+
+    def get_normalised_parameters(self) -> dict[str, t.Any]:
+        """The validated feature parameters in the runner's form."""
+        elements: set[str] = set()
+        for structure in self.get_structure_nodes().values():
+            elements |= structure_elements(structure)
+        return validate_feature_parameters(self.inputs.parameters.get_dict(), elements).as_runner_parameters()
+
+    def prepare_for_submission(self, folder: Folder):
+        """The batch job's files plus the features module the runner imports."""
+        calcinfo = super().prepare_for_submission(folder)
+        module = importlib.resources.files('aiida_mlqm.calcjobs.runners').joinpath(self.FILENAME_FEATURES_RUNNER)
+        with folder.open(self.FILENAME_FEATURES_RUNNER, 'w', encoding='utf-8') as handle:
+            handle.write(module.read_text(encoding='utf-8'))
+        return calcinfo
