@@ -29,3 +29,11 @@ step() {  # step NAME COMMAND...: run a step; on failure say which one and stop
 # Called through bash so that a clone without the executable bits (some archive tools drop them) still works.
 step 'PostgreSQL + RabbitMQ' $SUDO bash "$HERE/services.sh"
 step 'SLURM one-node cluster' $SUDO env MLQM_SLURM_DIR="${MLQM_SLURM_DIR:-/tmp/mlqm-slurm}" bash "$HERE/slurm/start.sh"
+
+# Headless Chromium for the report's browser test (tests/provenance/test_report.py); Debian's package.
+install_chromium() {
+    if command -v chromium >/dev/null; then return 0; fi
+    if [[ $(id -u) -ne 0 && -z "$SUDO" ]]; then echo "[ci-services] chromium missing and cannot install it" >&2; return 1; fi
+    $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
+}
+step 'Chromium (headless, report test)' install_chromium

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase.io import read
-
 from aiida_mlqm.provenance.dataset import DatasetData, Frame
+from ase.io import read
 
 
 def frame(numbers, energy, forces=True, level='rhf/sto-3g', source='abc'):
