@@ -36,7 +36,14 @@ def _cores(resources: t.Mapping | None) -> int:
 
 
 def _stages(calc_ids: t.Sequence[int], stage_of_workflow: t.Mapping[str, str]) -> dict[int, tuple[str | None, str | None]]:
-    """``{calc pk: (stage from the outermost workflow that names one, iteration label)}`` from the CALL links."""
+    """``{calc pk: (stage, iteration label)}`` from the CALL links above each job.
+
+    The stage is named by the outermost workflow type in ``stage_of_workflow`` or call link label pattern in
+    ``STAGE_OF_CALL_LABEL`` above the job; the iteration is the nearest ``iteration_NN...`` call link label that is not a
+    restart chain's attempt.
+    """
+    from .queries import STAGE_OF_CALL_LABEL
+
     graph = walk(calc_ids, direction='up', link_types=CALLS, method='querybuilder')
     caller = {link.target: link for link in graph.links}
     answer = {}
@@ -48,6 +55,9 @@ def _stages(calc_ids: t.Sequence[int], stage_of_workflow: t.Mapping[str, str]) -
             if iteration is None and link.label.startswith('iteration_') and workflow.process_type not in RESTART_CHAINS:
                 iteration = link.label
             stage = stage_of_workflow.get(workflow.process_type, stage)
+            for pattern, name in STAGE_OF_CALL_LABEL:
+                if pattern.match(link.label):
+                    stage = name
             current = link.source
         answer[pk] = (stage, iteration)
     return answer
@@ -107,7 +117,7 @@ def cost(node: orm.Node | int | str) -> dict:
         job = details[pk]
         cores = job['cores']
         cpu, wall, structures, estimated, level = 0.0, 0.0, 0, False, None
-        for label, values in outputs.get(pk, []):
+        for label, values in sorted(outputs.get(pk, []), key=lambda item: item[0]):  # same order in any profile
             if label.startswith('parameters') and job['process_type'] in REFERENCE_JOBS:
                 timings = values.get('attributes.timings') or {}
                 structures += 1
@@ -136,8 +146,8 @@ def cost(node: orm.Node | int | str) -> dict:
                 'level': level,
                 'structures': structures,
                 'cores': cores,
-                'cpu_seconds': cpu,
-                'wall_seconds': wall,
+                'cpu_seconds': round(cpu, 6),
+                'wall_seconds': round(wall, 6),
                 'estimated': estimated,
                 'scheduler_core_seconds': float(scheduler) * cores if scheduler is not None else None,
                 'exit_status': job['exit_status'],
@@ -157,11 +167,16 @@ def cost(node: orm.Node | int | str) -> dict:
         group['wall_seconds'] += row['wall_seconds']
         if row['scheduler_core_seconds'] is not None:
             group['scheduler_core_seconds'] = (group['scheduler_core_seconds'] or 0.0) + row['scheduler_core_seconds']
+    # sums rounded to the microsecond, so that the same jobs summed in another order (another profile, after an
+    # archive import) give the same figures
+    for group in groups.values():
+        group['cpu_seconds'] = round(group['cpu_seconds'], 6)
+        group['wall_seconds'] = round(group['wall_seconds'], 6)
     return {
         'query': 'cost',
         'node': _describe(node),
         'units': {'cpu_seconds': 's', 'wall_seconds': 's', 'scheduler_core_seconds': 's'},
-        'total_cpu_seconds': sum(row['cpu_seconds'] for row in rows),
+        'total_cpu_seconds': round(sum(row['cpu_seconds'] for row in rows), 6),
         'by_stage_and_level': [groups[key] for key in sorted(groups)],
         'jobs': rows,
     }

@@ -39,7 +39,9 @@ STAGE_OF_JOB = {
 STAGE_OF_WORKFLOW: dict[str, str] = {
     'aiida.workflows:mlqm.build': 'build',
 }
-ITERATION_LABEL = re.compile(r'iteration_(\d+)')
+# Call link labels that name a stage (``screening_reference`` runs reference jobs for screening, not for training).
+STAGE_OF_CALL_LABEL: list[tuple[re.Pattern, str]] = [(re.compile(r'screening'), 'screening')]
+ITERATION_LABEL = re.compile(r'iteration_(\d+)')  # campaigns label sub-processes iteration_NN or iteration_NN_<step>
 
 
 def load(node: orm.Node | int | str) -> orm.Node:
@@ -384,7 +386,7 @@ def why(structure: orm.Node | int | str) -> dict:
                           'call_link_label': link.label})  # fmt: skip
             current = link.source
         iteration = next(
-            (c['call_link_label'] for c in chain if ITERATION_LABEL.fullmatch(c['call_link_label'])
+            (c['call_link_label'] for c in chain if ITERATION_LABEL.match(c['call_link_label'])
              and c['process_type'] not in RESTART_CHAINS),
             None,
         )  # fmt: skip

@@ -19,6 +19,9 @@ stages (writers) and :mod:`.queries` and :mod:`.report` (readers); README.md of 
 ``record: 'screening'``
     ``objective``, ``units``, ``ranking``: list of ``{structure_uuid, key, rank, predicted, uncertainty, score,
     verified (value or null), hit (bool or null)}``; optional ``k``, ``hit_rate``, ``random_hit_rate``.
+
+Decisions that a stage stores in its own shape are read through an adapter (:func:`register_adapter`) keyed by the
+process label of the calcfunction that made them, so the readers see one shape either way.
 """
 
 from __future__ import annotations
@@ -52,27 +55,69 @@ def make_record(kind: str, values: t.Mapping) -> orm.Dict:
     return orm.Dict({RECORD_KEY: kind, **values})
 
 
+# Decisions stored in another shape: {kind: {process label of the creating calcfunction: adapter}}. An adapter
+# takes the Dict's attributes and a RecordSource and returns the values of a record of ``kind``, or None to skip it.
+ADAPTERS: dict[str, dict[str, t.Callable[[dict, RecordSource], dict | None]]] = {kind: {} for kind in RECORD_KINDS}
+
+
+class RecordSource(t.NamedTuple):
+    """Where a record came from, for adapters that need the graph (e.g. structure uuids by input link label)."""
+
+    pk: int
+    creator_pk: int
+
+    def creator_inputs(self) -> dict[str, orm.Node]:
+        """The creating calcfunction's inputs by link label."""
+        creator = orm.load_node(self.creator_pk)
+        return {link.link_label: link.node for link in creator.base.links.get_incoming().all()}
+
+    def call_link_label(self) -> str | None:
+        """The label under which the creating calcfunction was called (e.g. ``iteration_03``, ``select_03``)."""
+        from aiida.common.links import LinkType
+
+        creator = orm.load_node(self.creator_pk)
+        links = creator.base.links.get_incoming(link_type=LinkType.CALL_CALC).all()
+        return links[0].link_label if links else None
+
+
+def register_adapter(kind: str, process_label: str, adapter: t.Callable[[dict, RecordSource], dict | None]) -> None:
+    """Read the ``Dict`` outputs of calcfunction ``process_label`` as records of ``kind`` through ``adapter``."""
+    if kind not in RECORD_KINDS:
+        raise ValueError(f'record kind {kind!r} is not one of {RECORD_KINDS}')
+    ADAPTERS[kind][process_label] = adapter
+
+
 def find_records(kind: str, scope: t.Iterable[int] | None = None) -> list[dict]:
     """Records of ``kind``, oldest first: ``{pk, uuid, ctime, creator_pk, values}``.
+
+    Dicts with ``record == kind`` and, through :data:`ADAPTERS`, outputs of the calcfunctions registered for ``kind``.
 
     :param scope: pks of processes; only records created by one of them count. ``None``: the whole profile.
     """
     if kind not in RECORD_KINDS:
         raise ValueError(f'record kind {kind!r} is not one of {RECORD_KINDS}')
-    query = orm.QueryBuilder()
-    query.append(orm.ProcessNode, tag='creator', project='id')
-    query.append(
-        orm.Dict,
-        with_incoming='creator',
-        edge_filters={'type': 'create'},
-        filters={f'attributes.{RECORD_KEY}': kind},
-        project=['id', 'uuid', 'ctime', 'attributes'],
-    )
     allowed = set(scope) if scope is not None else None
-    found = []
-    for creator, pk, uuid, ctime, attributes in query.all():
-        if allowed is not None and creator not in allowed:
-            continue
-        found.append({'pk': pk, 'uuid': str(uuid), 'ctime': ctime.isoformat(), 'creator_pk': creator,
-                      'values': attributes})  # fmt: skip
+    found, seen = [], set()
+    sources = [({f'attributes.{RECORD_KEY}': kind}, {}, None)]
+    sources += [({}, {'attributes.process_label': label}, adapter) for label, adapter in ADAPTERS[kind].items()]
+    for filters, creator_filters, adapter in sources:
+        query = orm.QueryBuilder()
+        query.append(orm.ProcessNode, tag='creator', filters=creator_filters, project='id')
+        query.append(
+            orm.Dict,
+            with_incoming='creator',
+            edge_filters={'type': 'create'},
+            filters=filters,
+            project=['id', 'uuid', 'ctime', 'attributes'],
+        )
+        for creator, pk, uuid, ctime, attributes in query.all():
+            if (allowed is not None and creator not in allowed) or pk in seen:
+                continue
+            seen.add(pk)
+            if adapter is not None:
+                attributes = adapter(attributes, RecordSource(pk, creator))
+                if attributes is None:
+                    continue
+            found.append({'pk': pk, 'uuid': str(uuid), 'ctime': ctime.isoformat(), 'creator_pk': creator,
+                          'values': attributes})  # fmt: skip
     return sorted(found, key=lambda record: (record['ctime'], record['pk']))
