@@ -2,7 +2,7 @@
 
 Where the numbers come from (all stored by the parsers or by AiiDA):
 
-- ``mlqm.pyscf`` / ``mlqm.pyscf.batch``: each per-structure result ``Dict`` has ``timings`` in s (``timings_units``):
+- ``mlqm.pyscf`` / ``mlqm.pyscf.batch`` / ``mlqm.features.batch``: each per-structure result ``Dict`` has ``timings`` in s (``timings_units``):
   ``cpu_total`` is the CPU time of the runner process over that structure (all threads), ``total`` the wall time.
   Results written before ``cpu_total`` existed count ``total`` x the cores the job was given, flagged ``estimated``.
   Structures that failed inside a batch left no result and their time is not counted (their job's scheduler time is).
@@ -69,7 +69,7 @@ def cost(node: orm.Node | int | str) -> dict:
     ``node`` a process (a campaign, a reference chain): its jobs, called directly or not. ``node`` data (a model, a
     dataset): the jobs in its lineage, i.e. what it took to make it.
     """
-    from .queries import PREDICT_JOB, REFERENCE_JOBS, STAGE_OF_JOB, STAGE_OF_WORKFLOW, TRAIN_JOB, _describe, load
+    from .queries import FEATURES_JOB, PREDICT_JOB, REFERENCE_JOBS, STAGE_OF_JOB, STAGE_OF_WORKFLOW, TRAIN_JOB, _describe, load
 
     node = load(node)
     if isinstance(node, orm.ProcessNode):
@@ -118,7 +118,7 @@ def cost(node: orm.Node | int | str) -> dict:
         cores = job['cores']
         cpu, wall, structures, estimated, level = 0.0, 0.0, 0, False, None
         for label, values in sorted(outputs.get(pk, []), key=lambda item: item[0]):  # same order in any profile
-            if label.startswith('parameters') and job['process_type'] in REFERENCE_JOBS:
+            if label.startswith('parameters') and job['process_type'] in (*REFERENCE_JOBS, FEATURES_JOB):
                 timings = values.get('attributes.timings') or {}
                 structures += 1
                 level = level or values.get('attributes.level_of_theory')

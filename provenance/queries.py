@@ -26,6 +26,7 @@ REFERENCE_JOBS = (
     'aiida.calculations:mlqm.pyscf.batch',
     'aiida.calculations:pyscf.base',  # aiida-pyscf calculations imported with dataset_from_pyscf_calculations
 )
+FEATURES_JOB = 'aiida.calculations:mlqm.features.batch'  # method selection: mean-field features per molecule
 TRAIN_JOB = 'aiida.calculations:mlqm.train'
 PREDICT_JOB = 'aiida.calculations:mlqm.predict'
 # Stage of a job by its own type, unless a workflow above it names a stage (STAGE_OF_WORKFLOW, outermost wins).
@@ -33,6 +34,7 @@ STAGE_OF_JOB = {
     'aiida.calculations:mlqm.pyscf': 'reference',
     'aiida.calculations:mlqm.pyscf.batch': 'reference',
     'aiida.calculations:pyscf.base': 'reference',
+    FEATURES_JOB: 'method selection',
     TRAIN_JOB: 'training',
     PREDICT_JOB: 'prediction',
 }

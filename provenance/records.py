@@ -121,3 +121,36 @@ def find_records(kind: str, scope: t.Iterable[int] | None = None) -> list[dict]:
             found.append({'pk': pk, 'uuid': str(uuid), 'ctime': ctime.isoformat(), 'creator_pk': creator,
                           'values': attributes})  # fmt: skip
     return sorted(found, key=lambda record: (record['ctime'], record['pk']))
+
+
+def structure_behind_result(result: orm.Node) -> orm.StructureData | None:
+    """The input structure of the job whose per-structure output is ``result`` (``parameters__<key>`` of a batch job
+    pairs with its input ``structures__<key>``, ``parameters`` of a one-structure job with ``structure``)."""
+    from aiida.common.links import LinkType
+
+    creator = result.creator
+    if creator is None:
+        return None
+    label = result.base.links.get_incoming(link_type=LinkType.CREATE).one().link_label
+    _, _, key = label.partition('__')
+    wanted = f'structures__{key}' if key else 'structure'
+    links = creator.base.links.get_incoming(link_label_filter=wanted).all()
+    return links[0].node if links else None
+
+
+def _route_molecule(values: dict, source: RecordSource) -> dict:
+    """Method selection's ``route_molecule`` decision (``route``, ``p_mr``, ``level`` or ``action``, ``reason``)."""
+    features = source.creator_inputs().get('features')
+    structure = structure_behind_result(features) if features is not None else None
+    route = {
+        'structure_uuid': structure.uuid if structure is not None else None,
+        'key': structure.label if structure is not None else None,
+        'route': values.get('route'),
+        'level': values.get('level') or values.get('action'),
+        'score': values.get('p_mr'),
+        'reason': values.get('reason'),
+    }
+    return {'routes': [route], 'model_uuid': values.get('classifier_uuid'), 'threshold': values.get('mr_threshold')}
+
+
+register_adapter('routing', 'route_molecule', _route_molecule)
