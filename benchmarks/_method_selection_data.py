@@ -233,6 +233,7 @@ def main(argv=None) -> int:
     parser.add_argument('--variant-probability', type=float, default=0.35)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--shard', default='0/1', help='k/n: this process takes every n-th molecule from k')
+    parser.add_argument('--reverse', action='store_true', help='work from the end of the list (a second process)')
     args = parser.parse_args(argv)
     pyscf_runner.apply_numpy2_compatibility()
     from pyscf import lib
@@ -255,7 +256,8 @@ def main(argv=None) -> int:
     shard, shards = (int(x) for x in args.shard.split('/'))
     for smiles, kind in enumerated:
         jobs.append((smiles, kind, smiles, None, None, None))
-    for index, (name, kind, smiles, symbols, positions, multiplicity) in enumerate(jobs):
+    order = list(enumerate(jobs))
+    for index, (name, kind, smiles, symbols, positions, multiplicity) in reversed(order) if args.reverse else order:
         if index % shards != shard:
             continue
         geometries = []

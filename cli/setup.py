@@ -304,8 +304,13 @@ def _echo_profile(profile) -> None:
     is_flag=True,
     help=f'Also create the {DEFAULT_SLURM_COMPUTER} computer (core.slurm) of deploy/slurm/start.sh and the code on it.',
 )
+@click.option(
+    '--method-selection',
+    is_flag=True,
+    help='Also import the shipped method-selection classifier and the archive of its training provenance.',
+)
 @click.pass_context
-def cmd_setup(ctx, profile_name, detect, slurm, **options):
+def cmd_setup(ctx, profile_name, detect, slurm, method_selection, **options):
     """Create or reuse a profile, the localhost computer and the PySCF code (idempotent).
 
     Without options: an embedded profile (SQLite, no broker). With --detect or --db-*/--broker-* options: a
@@ -349,6 +354,11 @@ def cmd_setup(ctx, profile_name, detect, slurm, **options):
         code = ensure_python_code(computer)
         click.echo(f'computer  {computer.label} ({computer.scheduler_type}, {computer.transport_type})')
         click.echo(f'code      {code.full_label} -> {code.filepath_executable}')
+    if method_selection:
+        from ..workflows.method_selection_training import import_default
+
+        classifier = import_default()
+        click.echo(f'classifier {classifier.pk} ({classifier.uuid}): {classifier.summary()}')
     if slurm and shutil.which('sbatch') is None:
         click.echo('warning   sbatch not found: start the one-node cluster with `sudo deploy/slurm/start.sh`', err=True)
     if profile.process_control_backend == 'core.rabbitmq':
