@@ -22,7 +22,7 @@ def temporary_embedded_profile(name: str = 'benchmark'):
         os.environ[settings.DEFAULT_AIIDA_PATH_VARIABLE] = str(config_dir)
         settings.AiiDAConfigDir.set(config_dir)
 
-        from aiida_mlqm.cli.setup import setup_embedded
+        from aiida_mlqm.services.profiles import setup_embedded
 
         profile, _, code = setup_embedded(name)
         try:

@@ -27,6 +27,19 @@ def structure_elements(structure: orm.StructureData) -> set[str]:
     return {symbol for kind in structure.kinds for symbol in kind.symbols}
 
 
+def scheduler_state(detailed_job_info: dict | None) -> str:
+    """The ``State`` column of the job's own line in ``sacct -P`` output (what AiiDA stores as detailed job info)."""
+    if not detailed_job_info or detailed_job_info.get('retval', 1) != 0:
+        return ''
+    lines = [line for line in (detailed_job_info.get('stdout') or '').splitlines() if line.strip()]
+    if len(lines) < 2:
+        return ''
+    header = lines[0].split('|')
+    if 'State' not in header:
+        return ''
+    return lines[1].split('|')[header.index('State')].strip()
+
+
 class BasePyscfCalculation(CalcJob):
     """What ``mlqm.pyscf`` and ``mlqm.pyscf.batch`` share: the runner, its files and the exit codes."""
 
@@ -52,6 +65,12 @@ class BasePyscfCalculation(CalcJob):
         options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         options['withmpi'].default = False
 
+        spec.exit_code(
+            170,
+            'ERROR_SCHEDULER_JOB_CANCELLED',
+            invalidates_cache=True,
+            message='The scheduler job was cancelled ({state}), by a person or by the scheduler (e.g. a preemption).',
+        )
         spec.exit_code(302, 'ERROR_OUTPUT_STDOUT_MISSING', message='The stdout output file was not retrieved.')
         spec.exit_code(303, 'ERROR_OUTPUT_RESULTS_MISSING', message='The results JSON file was not retrieved.')
         spec.exit_code(
@@ -111,6 +130,20 @@ class BasePyscfCalculation(CalcJob):
         """Return the OpenMP threads for PySCF: ``num_cores_per_mpiproc`` of the resources, 1 if not given."""
         resources = self.node.get_option('resources') or {}
         return int(resources.get('num_cores_per_mpiproc') or 1)
+
+    def parse_scheduler_output(self, retrieved: orm.Node):
+        """The scheduler's own exit code (110 memory, 120 walltime, 140 node failure), or 170 for a cancelled job.
+
+        aiida-core's SLURM plugin reads ``sacct`` (accounting on, deploy/slurm/start.sh) but has no code for
+        ``CANCELLED``; without one a cancelled job would surface as 303 (no results) and be retried as a failure.
+        """
+        exit_code = super().parse_scheduler_output(retrieved)
+        if exit_code is not None and exit_code.status:
+            return exit_code
+        state = scheduler_state(self.node.get_detailed_job_info())
+        if state.startswith('CANCELLED'):
+            return self.exit_codes.ERROR_SCHEDULER_JOB_CANCELLED.format(state=state)
+        return exit_code
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         """Write ``input.json`` and the fixed runner into the job folder.

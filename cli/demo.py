@@ -35,18 +35,23 @@ def g2_structure(name: str):
 )
 @click.option('--level', default='ccsd(t)/cc-pvdz', show_default=True, help='METHOD/BASIS of the reference.')
 @click.option('--forces/--no-forces', default=False, show_default=True, help='Also compute analytic forces.')
-def cmd_demo(profile_name, molecules, level, forces):
+@click.option('--computer', help='Run the jobs there, with its mlqm-python code (default: localhost).')
+@click.option('--code', 'code_label', help='PySCF code to run the jobs with, e.g. mlqm-python@localhost-slurm.')
+@click.option('--submit', is_flag=True, help='Hand the chain to the daemon, print its pk and return (needs a broker).')
+def cmd_demo(profile_name, molecules, level, forces, computer, code_label, submit):
     """Build a few G2 molecules, label them with PySCF through ReferenceWorkChain and print what was computed.
 
     Runs on the embedded default (SQLite storage, no broker, jobs on this machine) unless --profile names another.
     The same as ``mlqm reference --g2 ...`` with a default set of small molecules, one of them open-shell.
     """
     from ..provenance.readers import LibraryError, read_g2
-    from .reference import build_and_label, load_code, make_console, reference_parameters
+    from .reference import build_and_label, interrupt_exit, load_code, make_console, reference_parameters
 
     reference_parameters(level, forces)  # a typo in the level fails before anything is stored
     try:
         records = read_g2(molecules)
     except LibraryError as exception:
         raise click.BadParameter(str(exception), param_hint='--molecules') from exception
-    build_and_label(records, level, forces, load_code(profile_name), make_console())
+    code = load_code(profile_name, computer=computer, code=code_label)
+    with interrupt_exit():
+        build_and_label(records, level, forces, code, make_console(), submit=submit)

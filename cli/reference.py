@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -40,6 +41,20 @@ def reference_parameters(level: str, forces: bool) -> dict:
     return parameters
 
 
+@contextlib.contextmanager
+def interrupt_exit():
+    """Turn an interrupted in-process run into a message and the shell's exit code (130 Ctrl-C, 143 SIGTERM)."""
+    from ..services.processes import Interrupted
+
+    try:
+        yield
+    except Interrupted as interrupted:
+        click.echo(
+            f'interrupted: killed the jobs and marked processes {interrupted.killed} killed', err=True
+        )
+        raise SystemExit(128 + interrupted.signum) from None
+
+
 def make_console():
     from rich.console import Console
 
@@ -47,26 +62,62 @@ def make_console():
     return Console(width=None if sys.stdout.isatty() else 120)
 
 
-def load_code(profile_name: str | None):
-    """The PySCF code of ``profile_name`` (made if missing), or of the embedded default profile."""
-    from .setup import ensure_localhost_computer, ensure_python_code, setup_embedded
+def load_code(profile_name: str | None, *, computer: str | None = None, code: str | None = None):
+    """The PySCF code to run on: ``code`` by label, else ``mlqm-python`` on ``computer`` (default ``localhost``).
+
+    Loads ``profile_name`` (default: the embedded profile, made if missing). ``mlqm-python@localhost`` is made when
+    missing; a code on another computer must exist (``mlqm setup --slurm`` makes ``mlqm-python@localhost-slurm``).
+    """
+    from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    from ..services.profiles import DEFAULT_CODE, DEFAULT_COMPUTER, ensure_localhost_computer, ensure_python_code
+    from ..services.profiles import setup_embedded
 
     if profile_name:
         from aiida import load_profile
 
         load_profile(profile_name, allow_switch=True)
+    else:
+        setup_embedded()
+    if code:
+        try:
+            return orm.load_code(code)
+        except (NotExistent, MultipleObjectsError) as exception:
+            raise click.BadParameter(f'{exception}; `verdi code list -A` lists them', param_hint='--code') from None
+    if computer in (None, DEFAULT_COMPUTER):
         return ensure_python_code(ensure_localhost_computer())
-    return setup_embedded()[2]
+    try:
+        return orm.load_code(f'{DEFAULT_CODE}@{computer}')
+    except (NotExistent, MultipleObjectsError):
+        raise click.BadParameter(
+            f'no code {DEFAULT_CODE}@{computer}: make it with `mlqm setup --detect --slurm` (for localhost-slurm) or '
+            '`verdi code create core.code.installed`, or pass --code',
+            param_hint='--computer',
+        ) from None
 
 
-def build_and_label(records: list[dict], level: str, forces: bool, code, console, *, max_structures: int | None = None):
+def build_and_label(
+    records: list[dict],
+    level: str,
+    forces: bool,
+    code,
+    console,
+    *,
+    max_structures: int | None = None,
+    submit: bool = False,
+):
     """Build ``records`` with ``mlqm.build`` (fast protocol), label them with ``mlqm.reference`` and print a table.
+
+    Both run in this process (interrupting it kills their jobs: :func:`..services.processes.run_in_process`), unless
+    ``submit``: then the reference chain goes to the daemon and its pk is printed.
 
     :returns: the ``ReferenceWorkChain`` node; ``SystemExit(1)`` when nothing could be labelled.
     """
     from aiida import orm
-    from aiida.engine import run_get_node
     from aiida.plugins import WorkflowFactory
+
+    from ..services.processes import run_in_process
 
     from ..workflows.build import BuildWorkChain
 
@@ -74,7 +125,7 @@ def build_and_label(records: list[dict], level: str, forces: bool, code, console
 
     console.print(f'Building {len(records)} molecules with mlqm.build ...')
     builder = BuildWorkChain.get_builder_from_protocol(records, 'fast', overrides={'basis': parameters['basis']})
-    _, build = run_get_node(builder)
+    _, build = run_in_process(builder, {})
     built = BuildWorkChain.built_structures(build)
     if 'rejected' in build.outputs:
         for entry in build.outputs.rejected.get_dict().get('entries', []):
@@ -87,11 +138,32 @@ def build_and_label(records: list[dict], level: str, forces: bool, code, console
     inputs = {'structures': structures, 'parameters': orm.Dict(parameters), 'code': code}
     if max_structures:
         inputs['batch'] = {'max_structures': orm.Int(max_structures)}
+    if submit:
+        return submit_chain(WorkflowFactory('mlqm.reference'), inputs, console)
     start = time.perf_counter()
-    results, node = run_get_node(WorkflowFactory('mlqm.reference'), **inputs)
+    results, node = run_in_process(WorkflowFactory('mlqm.reference'), inputs)
     print_table(console, level, node, time.perf_counter() - start, structures, results, forces)
     if 'dataset' not in results:
         raise SystemExit(1)
+    return node
+
+
+def submit_chain(process_class, inputs: dict, console):
+    """Hand the chain to the daemon and print how to follow it; refuse a profile without a broker."""
+    from aiida.engine import submit
+    from aiida.manage import get_manager
+
+    profile = get_manager().get_profile()
+    if profile.process_control_backend is None:
+        raise click.UsageError(
+            f'--submit needs a profile with a broker and a daemon; {profile.name} has none. Fix: '
+            '`mlqm setup --detect`, `verdi -p mlqm-psql daemon start`, then pass --profile mlqm-psql'
+        )
+    node = submit(process_class, **inputs)
+    console.print(f'submitted {node.process_label}<{node.pk}> to the daemon of {profile.name}')
+    follow = f'verdi -p {profile.name} process'
+    console.print(f'  {follow} status {node.pk}      {follow} report {node.pk}')
+    click.echo(node.pk)
     return node
 
 
@@ -175,7 +247,13 @@ def _fmt(value, spec: str) -> str:
 @click.option('--batch-size', type=click.IntRange(min=1), help='Most molecules in one batch job (default 50).')
 @click.option('--export', type=click.Path(dir_okay=False, writable=True), help='Write the dataset to this extxyz file.')
 @click.option('--profile', 'profile_name', help='AiiDA profile to use (default: the embedded `mlqm` profile).')
-def cmd_reference(smiles_file, xyz_dir, extxyz, ase_db, g2_names, level, forces, batch_size, export, profile_name):
+@click.option('--computer', help='Run the jobs there, with its mlqm-python code (default: localhost).')
+@click.option('--code', 'code_label', help='PySCF code to run the jobs with, e.g. mlqm-python@localhost-slurm.')
+@click.option('--submit', is_flag=True, help='Hand the chain to the daemon, print its pk and return (needs a broker).')
+def cmd_reference(
+    smiles_file, xyz_dir, extxyz, ase_db, g2_names, level, forces, batch_size, export, profile_name, computer,
+    code_label, submit,
+):
     """Build a molecule library and compute PySCF references for it at one level of theory."""
     from ..provenance.readers import LibraryError, read_library
 
@@ -184,8 +262,12 @@ def cmd_reference(smiles_file, xyz_dir, extxyz, ase_db, g2_names, level, forces,
         records = read_library(smiles=smiles_file, xyz_dir=xyz_dir, extxyz=extxyz, ase_db=ase_db, g2=g2_names)
     except LibraryError as exception:
         raise click.UsageError(str(exception)) from exception
+    if submit and export:
+        raise click.UsageError('--export needs the finished dataset: drop --submit, or export later from the pk')
     console = make_console()
-    node = build_and_label(records, level, forces, load_code(profile_name), console, max_structures=batch_size)
+    code = load_code(profile_name, computer=computer, code=code_label)
+    with interrupt_exit():
+        node = build_and_label(records, level, forces, code, console, max_structures=batch_size, submit=submit)
     if export:
         node.outputs.dataset.export_extxyz(export)
         console.print(f'wrote {len(node.outputs.dataset)} frames to {export}')

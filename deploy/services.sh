@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install, configure and start PostgreSQL and RabbitMQ for aiida-mlqm on a Debian/Ubuntu host (no systemd needed).
+# Install, configure and start PostgreSQL and RabbitMQ for aiida-mlqm on a Debian/Ubuntu host (no systemd needed),
+# and graphviz for `verdi node graph generate`.
 #
 # Idempotent: a service that already answers is left running as it is; only RabbitMQ's consumer_timeout is switched
 # off at run time (AiiDA needs tasks that last longer than 30 min to stay with their worker), which changes nothing
@@ -213,9 +214,24 @@ ensure_rabbitmq() {
     log "RabbitMQ: consumer_timeout disabled at run time"
 }
 
+# ------------------------------------------------------------------------------------------------------ graphviz
+# `verdi node graph generate` draws provenance graphs with graphviz's `dot`; without it the command ends in a traceback.
+ensure_graphviz() {
+    if command -v dot >/dev/null; then
+        log "graphviz: $(command -v dot)"
+    elif [[ $CHECK_ONLY -eq 1 ]]; then
+        log "graphviz: dot NOT found (verdi node graph generate needs it)"; CHECK_FAILED=1
+    else
+        apt_install graphviz
+        command -v dot >/dev/null || die "graphviz installed but dot not on PATH"
+        log "graphviz: installed $(command -v dot)"
+    fi
+}
+
 CHECK_FAILED=0
 ensure_postgres
 ensure_rabbitmq
+ensure_graphviz
 if [[ $CHECK_ONLY -eq 1 ]]; then exit "$CHECK_FAILED"; fi
 ensure_database
 log "done. Next: mlqm setup --detect   (then: verdi daemon start 2; mlqm status)"

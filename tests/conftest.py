@@ -19,7 +19,7 @@ from service_fixtures import IN_CI, require_service  # noqa: E402,F401
 @pytest.fixture(scope='session')
 def mlqm_localhost(aiida_profile):
     """The ``localhost`` computer as ``mlqm setup`` makes it (core.direct, core.local, zero poll interval)."""
-    from aiida_mlqm.cli.setup import ensure_localhost_computer
+    from aiida_mlqm.services.profiles import ensure_localhost_computer
 
     import tempfile
 
@@ -29,7 +29,7 @@ def mlqm_localhost(aiida_profile):
 @pytest.fixture(scope='session')
 def mlqm_code(mlqm_localhost):
     """The Python code with PySCF on ``localhost``, as ``mlqm setup`` makes it."""
-    from aiida_mlqm.cli.setup import ensure_python_code
+    from aiida_mlqm.services.profiles import ensure_python_code
 
     return ensure_python_code(mlqm_localhost)
 

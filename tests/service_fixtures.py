@@ -140,6 +140,17 @@ class ProfileEnv:
             )
         return json.loads(lines[-1])
 
+    def wait_for_workers(self, count: int = 2, timeout: float = 180) -> list[int]:
+        """Wait (with a deadline) until ``count`` daemon workers run; return their pids."""
+        return self.run_json(
+            f"""
+            from aiida.manage import get_manager
+            from aiida_mlqm.services.processes import wait_for_workers
+            emit(pids=wait_for_workers(get_manager().get_profile(), {count}, timeout={timeout}))
+            """,
+            timeout=timeout + 60,
+        )['pids']
+
     def config(self) -> dict:
         return json.loads((self.aiida_path / '.aiida' / 'config.json').read_text())
 
@@ -171,7 +182,7 @@ def require_service(available: bool, what: str, how: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ availability
 def postgres_available() -> bool:
-    from aiida_mlqm.cli.services import pg_connect
+    from aiida_mlqm.services.postgres import pg_connect
 
     try:
         pg_connect('127.0.0.1', 5432, 'postgres', None, 'postgres', timeout=3).close()
@@ -181,7 +192,7 @@ def postgres_available() -> bool:
 
 
 def rabbitmq_available() -> bool:
-    from aiida_mlqm.cli.services import RabbitmqSettings, rabbitmq_connection
+    from aiida_mlqm.services.rabbitmq import RabbitmqSettings, rabbitmq_connection
 
     try:
         rabbitmq_connection(RabbitmqSettings(), timeout=3).close()
@@ -215,13 +226,9 @@ def create_services_profile(aiida_path: pathlib.Path, name: str, *extra: str) ->
 def drop_profile(profile: ProfileEnv) -> None:
     """Stop the profile's daemon, drop its database and role, and delete its RabbitMQ queue and exchanges."""
     import pika.exceptions
-    from aiida_mlqm.cli.services import (
-        PostgresSettings,
-        RabbitmqSettings,
-        ServiceError,
-        drop_database,
-        rabbitmq_connection,
-    )
+    from aiida_mlqm.services.common import ServiceError
+    from aiida_mlqm.services.postgres import PostgresSettings, drop_database
+    from aiida_mlqm.services.rabbitmq import RabbitmqSettings, rabbitmq_connection
 
     try:
         config = profile.profile_config()
@@ -258,6 +265,7 @@ def psql_daemon_profile(tmp_path_factory):
     profile = create_services_profile(tmp_path_factory.mktemp('aiida-psql'), unique_profile_name())
     try:
         profile.verdi('daemon', 'start', '2', timeout=120)
+        profile.wait_for_workers(2)
         yield profile
     finally:
         drop_profile(profile)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
+from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
@@ -214,8 +215,10 @@ class ReferenceWorkChain(WorkChain):
             batch_states = {key: states[key] for key in keys if key in states}
             if batch_states:
                 inputs.molecular_states = orm.Dict(batch_states)
-            node = self.submit(PyscfBatchCalculation, **inputs)
-            self.report(f'submitted {node.process_label}<{node.pk}> with {len(keys)} structures')
+            node = self._earlier(LinkType.CALL_CALC, f'batch_{index:02d}')
+            if node is None:
+                node = self.submit(PyscfBatchCalculation, **inputs)
+                self.report(f'submitted {node.process_label}<{node.pk}> with {len(keys)} structures')
             jobs[f'batch_{index:02d}'] = node
         return ToContext(**jobs)
 
@@ -272,10 +275,22 @@ class ReferenceWorkChain(WorkChain):
                     self.inputs.parameters, self.inputs.molecular_states, orm.Str(key),
                     metadata={'call_link_label': f'parameters_{key}'},
                 )
-            node = self.submit(PyscfBaseWorkChain, **inputs)
-            self.report(f'retrying `{key}` alone in {node.process_label}<{node.pk}>')
+            node = self._earlier(LinkType.CALL_WORK, f'retry_{key}')
+            if node is None:
+                node = self.submit(PyscfBaseWorkChain, **inputs)
+                self.report(f'retrying `{key}` alone in {node.process_label}<{node.pk}>')
             jobs[f'retry_{key}'] = node
         return ToContext(**jobs)
+
+    def _earlier(self, link_type, label: str):
+        """The node this chain already linked with ``label``, or ``None``.
+
+        A step can run a second time: after a worker died between the step and its checkpoint, or when a broker restart
+        handed the same process to two workers. The second run then finds the first one's jobs and outputs instead of
+        submitting or assembling again (and a process never gets two outputs of one label).
+        """
+        found = self.node.base.links.get_outgoing(link_type=link_type, link_label_filter=label).all_nodes()
+        return found[0] if found else None
 
     def inspect_retries(self):
         for key, first_failure in sorted(self.ctx.to_retry.items()):
@@ -302,10 +317,12 @@ class ReferenceWorkChain(WorkChain):
                 node = self.ctx[f'batch_{index:02d}']
                 if 'failures' in node.outputs:
                     batch_failures[f'batch_{index:02d}'] = node.outputs.failures
-            failed = collect_failures(
-                orm.Dict(self.ctx.failed), **batch_failures, metadata={'call_link_label': 'collect_failures'}
-            )
-            self.out('failed', failed)
+            if self._earlier(LinkType.RETURN, 'failed') is None:
+                failed = self._earlier(LinkType.CALL_CALC, 'collect_failures')
+                failed = failed.outputs.result if failed is not None and failed.is_finished_ok else collect_failures(
+                    orm.Dict(self.ctx.failed), **batch_failures, metadata={'call_link_label': 'collect_failures'}
+                )
+                self.out('failed', failed)
             for key, failure in sorted(self.ctx.failed.items()):
                 self.report(f'`{key}` could not be labelled: {failure["status"]}: {failure["message"]}')
         if not self.ctx.labelled:
@@ -318,8 +335,16 @@ class ReferenceWorkChain(WorkChain):
             }
             for key, pks in self.ctx.labelled.items()
         }
-        dataset = assemble_in_chunks(labelled)
-        self.out('dataset', dataset)
+        dataset = self._earlier(LinkType.RETURN, 'dataset')
+        if dataset is None:
+            earlier = self._earlier(LinkType.CALL_CALC, 'merge_datasets') or self._earlier(
+                LinkType.CALL_CALC, 'assemble_dataset'
+            )
+            usable = earlier is not None and earlier.is_finished_ok
+            dataset = earlier.outputs.result if usable else assemble_in_chunks(labelled)
+            self.out('dataset', dataset)
+        else:
+            self.report(f'the dataset was already attached by an earlier run of this step: {dataset.pk} kept')
         self.report(f'labelled {len(self.ctx.labelled)} of {total} structures: {dataset}')
         if self.ctx.failed:
             return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(count=len(self.ctx.failed), total=total)

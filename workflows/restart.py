@@ -54,6 +54,8 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
             'memory_factor': 2,
             'default_max_memory_mb': 4000,
             'max_memory_cap_mb': 512_000,
+            # Node failure: the job did nothing wrong; resubmit it unchanged this many times.
+            'node_failure_retries': 2,
         }
     )
 
@@ -75,6 +77,10 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
             'ERROR_UNRECOVERABLE_FAILURE',
             message='The calculation failed with exit status {exit_status} ({exit_message}), which no handler can fix.',
         )
+        spec.exit_code(
+            320, 'ERROR_JOB_CANCELLED', message='The scheduler job was cancelled ({state}); not resubmitted.'
+        )
+        spec.exit_code(321, 'ERROR_NODE_FAILURES', message='The job hit {count} node failures in a row.')
         spec.exit_code(
             410,
             'ERROR_SCF_NOT_CONVERGED_AFTER_RESTARTS',
@@ -214,6 +220,23 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
         self._update_parameters({'cc': changes}, 'cc_iterations')
         self._restart_from_checkpoint(node)
         self.report_error_handled(node, f'restarting CC with {changes}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=700, exit_codes=[PyscfCalculation.exit_codes.ERROR_SCHEDULER_JOB_CANCELLED])
+    def handle_cancelled(self, node):
+        """A cancelled scheduler job: stop with 320, never resubmit what a person (or the scheduler) cancelled."""
+        self.report_error_handled(node, 'not resubmitting a cancelled job')
+        return ProcessHandlerReport(True, self.exit_codes.ERROR_JOB_CANCELLED.format(state=node.exit_message))
+
+    @process_handler(priority=650, exit_codes=[PyscfCalculation.exit_codes.ERROR_SCHEDULER_NODE_FAILURE])
+    def handle_node_failure(self, node):
+        """The node running the job failed: resubmit unchanged (from the checkpoint when there is one), at most
+        ``defaults.node_failure_retries`` times, then stop with 321."""
+        self.ctx.node_failures = self.ctx.get('node_failures', 0) + 1
+        if self.ctx.node_failures > self.defaults.node_failure_retries:
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_NODE_FAILURES.format(count=self.ctx.node_failures))
+        self._restart_from_checkpoint(node)
+        self.report_error_handled(node, f'resubmitting after node failure {self.ctx.node_failures}')
         return ProcessHandlerReport(True)
 
     @process_handler(priority=0)

@@ -31,6 +31,7 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE
 
 stop_pidfile slurmd "$STATE_DIR/slurmd.pid"
 stop_pidfile slurmctld "$STATE_DIR/slurmctld.pid"
+stop_pidfile slurmdbd "$STATE_DIR/slurmdbd.pid"
 if [[ -f "$STATE_DIR/munged-started" ]]; then
     stop_pidfile munged /run/munge/munged.pid
     rm -f "$STATE_DIR/munged-started"
@@ -38,5 +39,8 @@ fi
 if [[ $PURGE -eq 1 ]]; then
     rm -rf "$STATE_DIR"
     if [[ -f "$CONF" ]] && grep -qF "$MARKER" "$CONF"; then rm -f "$CONF"; fi
+    if [[ -f /etc/slurm/slurmdbd.conf ]] && grep -qF "$MARKER" /etc/slurm/slurmdbd.conf; then
+        rm -f /etc/slurm/slurmdbd.conf
+    fi
     log "removed $STATE_DIR and the generated $CONF"
 fi

@@ -20,3 +20,20 @@ def test_setup_embedded_is_idempotent(tmp_path):
     assert codes.stdout.count('mlqm-python@localhost') == 1
     computers = subprocess.run([verdi, '-p', 'embedded-test', 'computer', 'list', '-a'], env=env, capture_output=True, text=True)
     assert computers.stdout.count('localhost') == 1
+
+
+def test_setup_refuses_a_profile_name_that_is_a_path(tmp_path):
+    """``--profile ../../nope`` would put the storage outside MLQM_HOME: refused before anything is made."""
+    home = tmp_path / 'home' / 'mlqm'
+    env = {'AIIDA_PATH': str(tmp_path / 'aiida'), 'MLQM_HOME': str(home), 'PATH': '/usr/bin:/bin'}
+    for name in ('../../nope', 'a/b', 'bad name', 'x\n'):
+        result = subprocess.run(
+            [sys.executable, '-m', 'aiida_mlqm.cli', 'setup', '--profile', name],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert 'letters, digits' in result.stderr
+    assert not (tmp_path / 'nope').exists() and not home.exists()
+    assert not any('nope' in config.read_text() for config in tmp_path.rglob('config.json'))

@@ -32,7 +32,11 @@ def test_worker_killed_mid_run_loses_nothing(psql_daemon_profile):
     result = psql_daemon_profile.run_json(
         """
         import os, signal
-        from aiida.engine.daemon.client import get_daemon_client
+        from aiida.manage import get_manager
+        from aiida_mlqm.services.processes import wait_for_workers
+
+        profile = get_manager().get_profile()
+        wait_for_workers(profile, 2, timeout=120)  # workers may still be starting on a loaded machine
 
         computer = load_computer('localhost')
         try:
@@ -45,23 +49,22 @@ def test_worker_killed_mid_run_loses_nothing(psql_daemon_profile):
         builder.metadata.options.sleep = 8  # the job script sleeps: long enough to kill the workers meanwhile
         node = submit(builder)
 
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while node.get_job_id() is None and not node.is_terminated and time.time() < deadline:
             time.sleep(0.2)
         job_id = node.get_job_id()
-        client = get_daemon_client()
-        killed = sorted(int(pid) for pid in client.get_worker_info()['info'])
+        killed = wait_for_workers(profile, 2, timeout=60)
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
 
-        wait(node, timeout=120)
-        workers = sorted(int(pid) for pid in client.get_worker_info()['info'])
+        wait(node, timeout=180)
+        workers = wait_for_workers(profile, 2, exclude=tuple(killed), timeout=120)
         emit(ok=node.is_finished_ok, sum=node.outputs.sum.value if node.is_finished_ok else None,
              job_id_before=job_id, job_id_after=node.get_job_id(), killed=killed, workers=workers)
         """,
-        timeout=240,
+        timeout=420,
     )
-    assert result['job_id_before'] is not None, 'the scheduler job was not submitted within 60 s'
+    assert result['job_id_before'] is not None, 'the scheduler job was not submitted within 120 s'
     assert result['killed'] and not set(result['killed']) & set(result['workers'])
     assert result['ok'], psql_daemon_profile.daemon_log()
     assert result['sum'] == 42

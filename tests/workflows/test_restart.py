@@ -142,3 +142,38 @@ def test_other_failures_end_with_specific_exit_code(make_chain, exit_code_name):
 def test_every_handler_states_its_strategy():
     for handler in PyscfBaseWorkChain.get_process_handlers():
         assert handler.__doc__ and len(handler.__doc__.split()) > 8, handler.__name__
+
+
+def test_cancelled_job_is_not_resubmitted(make_chain):
+    chain = make_chain()
+    fail_child(chain, 'ERROR_SCHEDULER_JOB_CANCELLED')
+    result = chain.inspect_process()
+    assert result.status == PyscfBaseWorkChain.exit_codes.ERROR_JOB_CANCELLED.status
+
+
+def test_node_failure_resubmits_unchanged_then_gives_up(make_chain):
+    chain = make_chain(options={'max_wallclock_seconds': 600})
+    parameters = chain.ctx.inputs.parameters.get_dict()
+    for _ in range(PyscfBaseWorkChain.defaults.node_failure_retries):
+        child = fail_child(chain, 'ERROR_SCHEDULER_NODE_FAILURE')
+        assert restarts(chain.inspect_process())
+        assert chain.ctx.inputs.parameters.get_dict() == parameters
+        assert chain.ctx.inputs.metadata['options']['max_wallclock_seconds'] == 600
+        assert chain.ctx.inputs.checkpoint.uuid == child.outputs.checkpoint.uuid
+    fail_child(chain, 'ERROR_SCHEDULER_NODE_FAILURE')
+    assert chain.inspect_process().status == PyscfBaseWorkChain.exit_codes.ERROR_NODE_FAILURES.status
+
+
+@pytest.mark.parametrize(
+    ('stdout', 'state'),
+    [
+        ('AllocCPUS|Account|State|ExitCode\n1|root|CANCELLED by 0|0:15\n1|root|CANCELLED|0:15\n', 'CANCELLED by 0'),
+        ('AllocCPUS|Account|State|ExitCode\n1|root|TIMEOUT|0:0\n', 'TIMEOUT'),
+        ('', ''),
+    ],
+)
+def test_scheduler_state_from_sacct(stdout, state):
+    from aiida_mlqm.calcjobs.pyscf import scheduler_state
+
+    assert scheduler_state({'retval': 0, 'stdout': stdout, 'stderr': ''}) == state
+    assert scheduler_state({'retval': 1, 'stdout': stdout, 'stderr': 'accounting disabled'}) == ''

@@ -1,0 +1,338 @@
+"""Processes as an operator sees them: run in-process with a clean interrupt, find stuck work, repair it.
+
+* :func:`run_in_process` runs a process in this Python process (embedded profile, or ``mlqm reference`` without
+  ``--submit``) with a poll interval that never waits a minute between steps; on Ctrl-C or SIGTERM it kills the
+  scheduler jobs the run started and leaves every process it started marked killed (aiida-core's own handler only
+  kills the top process when there is no broker, and ``core.direct``'s ``kill`` reaches the job script, not the
+  Python process inside it).
+* :func:`find_stuck_work` lists what will not progress on its own: active processes that no worker holds and that
+  have no task in the broker's queue, CalcJobs whose scheduler job ended long ago, and processes with two outputs
+  (or two calls) of one label. :func:`repair` is ``verdi process repair`` with the daemon stopped first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ACTIVE_STATES = ('created', 'waiting', 'running')
+# A CalcJob polls its scheduler at least this often; one whose job left the scheduler longer ago than this (plus its
+# computer's poll interval) without the process noticing is stuck.
+CALCJOB_GRACE_S = 120
+# A process younger than this may simply not have been picked up yet.
+PROCESS_GRACE_S = 60
+
+
+class Interrupted(Exception):
+    """The in-process run got SIGINT or SIGTERM; its jobs were killed and its processes marked killed."""
+
+    def __init__(self, signum: int, killed: list[int]):
+        super().__init__(f'interrupted by {signal.Signals(signum).name}: killed processes {killed}')
+        self.signum = signum
+        self.killed = killed
+
+
+def run_in_process(process_class, inputs: dict, *, poll_interval: float = 1.0):
+    """Run ``process_class`` with ``inputs`` in this Python process; return ``(outputs, node)``.
+
+    The runner polls children every ``poll_interval`` seconds whatever the profile's ``runner.poll.interval`` says.
+
+    :raises Interrupted: on SIGINT/SIGTERM, after killing the jobs and marking the processes killed.
+    """
+    from aiida.engine.utils import loop_scope
+    from aiida.manage import get_manager
+
+    manager = get_manager()
+    configured = manager.get_option('runner.poll.interval')
+    runner = manager.create_runner(poll_interval=min(float(configured), poll_interval), broker_submit=False)
+    interrupted: list[int] = []
+
+    def _interrupt(signum, _frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    process = None
+    try:
+        with loop_scope(runner.loop):
+            process = runner.instantiate_process(process_class, **inputs)
+            for sig in previous:
+                signal.signal(sig, _interrupt)
+            process.execute()
+        return process.outputs, process.node
+    except KeyboardInterrupt:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        killed = kill_started_work(process.node, reason='the command running it was interrupted') if process else []
+        raise Interrupted(interrupted[0] if interrupted else signal.SIGINT, killed) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        runner.close()
+
+
+def kill_started_work(root, *, reason: str) -> list[int]:
+    """Kill the scheduler jobs of ``root`` and its active descendants and mark those processes killed.
+
+    :returns: the pks of the processes marked killed.
+    """
+    from aiida import orm
+    from aiida.engine import ProcessState
+
+    nodes = [root, *root.called_descendants]
+    active = [node for node in nodes if not node.is_terminated]
+    for node in active:
+        if isinstance(node, orm.CalcJobNode) and node.get_job_id():
+            with contextlib.suppress(Exception):  # a job that is already gone needs no kill
+                kill_scheduler_job(node)
+    for node in sorted(active, key=lambda n: n.pk, reverse=True):
+        node.set_process_state(ProcessState.KILLED)
+        node.set_process_status(f'Killed: {reason}')
+        if not node.is_sealed:
+            node.seal()
+    return sorted(node.pk for node in active)
+
+
+def kill_scheduler_job(node) -> None:
+    """Kill the scheduler job of a CalcJob; on a local ``core.direct`` job also every process the job script started.
+
+    ``core.direct`` kills the job script's shell only, which leaves the Python process inside it running.
+    """
+    import psutil
+
+    computer = node.computer
+    job_id = node.get_job_id()
+    if computer.scheduler_type == 'core.direct' and computer.transport_type == 'core.local':
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(int(job_id))
+            for child in parent.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            parent.kill()
+        return
+    with computer.get_transport() as transport:
+        scheduler = computer.get_scheduler()
+        scheduler.set_transport(transport)
+        scheduler.kill_job(job_id)
+
+
+@dataclasses.dataclass
+class StuckWork:
+    """What :func:`find_stuck_work` found; each list holds ``(pk, why)``."""
+
+    without_task: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    job_ended: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    duplicates: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    active: int = 0
+
+    @property
+    def repairable(self) -> list[int]:
+        return sorted({pk for pk, _ in self.without_task + self.job_ended})
+
+
+def find_stuck_work(profile, *, now: datetime.datetime | None = None) -> StuckWork:
+    """Look for work that will not progress by itself (see the module doc); reads only, changes nothing.
+
+    An active process counts as without a task when it is older than :data:`PROCESS_GRACE_S`, no daemon worker
+    answers for it, and no task of the profile's queue names it. Without a broker (embedded profile) only duplicates
+    and ended jobs are looked for: there, processes run inside the command that started them.
+    """
+    from aiida import orm
+
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    found = StuckWork()
+    rows = (
+        orm.QueryBuilder()
+        .append(
+            orm.ProcessNode,
+            filters={'attributes.process_state': {'in': list(ACTIVE_STATES)}},
+            project=['id', 'ctime', 'mtime', 'node_type'],
+        )
+        .all()
+    )
+    found.active = len(rows)
+    old = [pk for pk, ctime, _, _ in rows if (now - ctime).total_seconds() > PROCESS_GRACE_S]
+    if old and profile.process_control_backend == 'core.rabbitmq':
+        queued = set(queued_process_pks(profile))
+        unreachable = [pk for pk in old if pk not in queued and not _answers(pk)]
+        found.without_task = [(pk, 'no daemon worker holds it and no task in the queue names it') for pk in unreachable]
+    calcjobs = [pk for pk, _, _, node_type in rows if node_type.startswith('process.calculation.calcjob')]
+    found.job_ended = _calcjobs_whose_job_ended(calcjobs, now)
+    found.duplicates = duplicate_links()
+    return found
+
+
+def queued_process_pks(profile) -> list[int]:
+    """Pks named by the tasks waiting in the profile's process queue (browsed: each message goes back unacked)."""
+    import pika.exceptions
+
+    from .rabbitmq import RabbitmqSettings, rabbitmq_connection
+
+    settings = RabbitmqSettings.from_profile_config(profile.process_control_config)
+    connection = rabbitmq_connection(settings)
+    pks = []
+    try:
+        channel = connection.channel()
+        queue = f'aiida-{profile.uuid}.process.queue'
+        try:
+            count = channel.queue_declare(queue, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker:
+            return []
+        for _ in range(count):
+            method, _, body = channel.basic_get(queue, auto_ack=False)
+            if method is None:
+                break
+            # Task bodies are YAML written by aiida-core; only the pid is read, without loading the YAML.
+            match = re.search(rb'pid: (\d+)', body)
+            if match:
+                pks.append(int(match.group(1)))
+        # Closing the channel without acknowledging returns every message to the queue.
+    finally:
+        if connection.is_open:
+            connection.close()
+    return pks
+
+
+def _answers(pk: int, timeout: float = 5.0) -> bool:
+    """Whether a daemon worker holds process ``pk`` (it answers a status request over the broker)."""
+    from aiida.manage import get_manager
+
+    try:
+        controller = get_manager().get_process_controller()
+        future = controller.get_status(pk)
+        future.result(timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - unroutable, timed out or broker gone: nobody answers for it
+        return False
+
+
+def _calcjobs_whose_job_ended(pks: list[int], now: datetime.datetime) -> list[tuple[int, str]]:
+    """Active CalcJobs with a job id that their scheduler no longer lists, last checked long ago."""
+    from aiida import orm
+
+    by_computer: dict[int, list] = {}
+    for pk in pks:
+        node = orm.load_node(pk)
+        if node.get_job_id() and node.computer is not None:
+            by_computer.setdefault(node.computer.pk, []).append(node)
+    stuck = []
+    for nodes in by_computer.values():
+        computer = nodes[0].computer
+        grace = CALCJOB_GRACE_S + computer.get_minimum_job_poll_interval()
+        try:
+            with computer.get_transport() as transport:
+                scheduler = computer.get_scheduler()
+                scheduler.set_transport(transport)
+                listed = scheduler.get_jobs(jobs=[node.get_job_id() for node in nodes], as_dict=True)
+        except Exception:  # noqa: BLE001 - an unreachable scheduler is the computer row's business
+            continue
+        for node in nodes:
+            checked = node.get_scheduler_lastchecktime() or node.mtime
+            if node.get_job_id() not in listed and (now - checked).total_seconds() > grace:
+                stuck.append((node.pk, f'job {node.get_job_id()} left {computer.label} but the process still waits'))
+    return stuck
+
+
+def duplicate_links() -> list[tuple[int, str]]:
+    """Processes with two outgoing RETURN/CREATE or CALL links of one label (a process that ran twice at once)."""
+    from aiida import orm
+    from aiida.common.links import LinkType
+
+    counts: dict[tuple[int, str, str], int] = {}
+    types = [LinkType.RETURN.value, LinkType.CREATE.value, LinkType.CALL_CALC.value, LinkType.CALL_WORK.value]
+    query = orm.QueryBuilder().append(orm.WorkflowNode, tag='process', project=['id'])
+    query.append(
+        orm.Node, with_incoming='process', edge_filters={'type': {'in': types}}, edge_project=['label', 'type']
+    )
+    for pk, label, link_type in query.iterall():
+        counts[(pk, label, link_type)] = counts.get((pk, label, link_type), 0) + 1
+    return [
+        (pk, f'{number} {link_type} links labelled {label!r}')
+        for (pk, label, link_type), number in sorted(counts.items())
+        if number > 1
+    ]
+
+
+def daemon_running(profile) -> bool:
+    from aiida.engine.daemon.client import get_daemon_client
+
+    return get_daemon_client(profile.name).is_daemon_running
+
+
+def repair(profile, *, restart_daemon: bool = False, timeout: float = 120) -> list[str]:
+    """``verdi process repair`` for ``profile``: recreate the tasks of active processes that have none.
+
+    aiida-core needs the daemon stopped for that (workers hold their tasks unacknowledged, invisible in the queue).
+
+    :param restart_daemon: stop the daemon first and start it again afterwards; otherwise a running daemon is an error.
+    :returns: the lines of what was done.
+    :raises RuntimeError: when the daemon runs and ``restart_daemon`` is false, or a step fails.
+    """
+    from aiida.engine.daemon.client import get_daemon_client
+
+    client = get_daemon_client(profile.name)
+    done = []
+    was_running = client.is_daemon_running
+    if was_running and not restart_daemon:
+        raise RuntimeError(f'the daemon of {profile.name} runs; stop it first (`verdi -p {profile.name} daemon stop`) '
+                           'or pass --restart-daemon')
+    workers = None
+    if was_running:
+        workers = int(client.get_numprocesses(timeout=10)['numprocesses'])
+        client.stop_daemon(wait=True, timeout=int(timeout))
+        done.append('stopped the daemon')
+    result = subprocess.run(
+        [sys.executable, '-m', 'aiida', '-p', profile.name, 'process', 'repair', '--force'],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    done.extend(line.strip() for line in result.stdout.splitlines() if line.strip())
+    if result.returncode != 0:
+        raise RuntimeError(f'verdi process repair failed ({result.returncode}): {result.stderr.strip()[-2000:]}')
+    if was_running:
+        client.start_daemon(number_workers=workers or 1, timeout=int(timeout))
+        done.append(f'started the daemon with {workers} worker(s)')
+    return done
+
+
+def wait_for_workers(profile, count: int, *, exclude: tuple[int, ...] = (), timeout: float = 120) -> list[int]:
+    """Wait until ``count`` daemon workers run and report their pids; return the pids.
+
+    Circus answers ``get_worker_info`` without an ``info`` entry while workers are still starting.
+
+    :param exclude: pids that do not count (workers killed before: circus may still list them for a moment).
+
+    :raises TimeoutError: naming what was last seen.
+    """
+    from aiida.engine.daemon.client import get_daemon_client
+
+    client = get_daemon_client(profile.name)
+    deadline = time.monotonic() + timeout
+    seen: object = None
+    while time.monotonic() < deadline:
+        try:
+            seen = client.get_worker_info(timeout=5)
+            pids = sorted(int(pid) for pid in (seen.get('info') or {}) if int(pid) not in exclude)
+            if len(pids) >= count and all(_alive(pid) for pid in pids):
+                return pids
+        except Exception as exception:  # noqa: BLE001 - circus restarting or not yet answering: ask again
+            seen = exception
+        time.sleep(0.5)
+    raise TimeoutError(f'{count} daemon worker(s) of {profile.name} not up within {timeout} s (last answer: {seen})')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
