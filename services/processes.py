@@ -23,6 +23,8 @@ import sys
 import time
 
 ACTIVE_STATES = ('created', 'waiting', 'running')
+CALCJOB_TYPE = 'process.calculation.calcjob.'
+RESUMABLE_TYPES = (CALCJOB_TYPE, 'process.workflow.workchain.')
 # A CalcJob polls its scheduler at least this often; one whose job left the scheduler longer ago than this (plus its
 # computer's poll interval) without the process noticing is stuck.
 CALCJOB_GRACE_S = 120
@@ -39,8 +41,13 @@ class Interrupted(Exception):
         self.killed = killed
 
 
-def run_in_process(process_class, inputs: dict, *, poll_interval: float = 1.0):
-    """Run ``process_class`` with ``inputs`` in this Python process; return ``(outputs, node)``.
+# How often an in-process parent looks whether its child finished (one indexed query of a few processes): a parent
+# learns of a finished child only this way when there is no broker, so this is latency added to every step.
+IN_PROCESS_POLL_INTERVAL = 0.1
+
+
+def run_in_process(process_class, inputs: dict, *, poll_interval: float = IN_PROCESS_POLL_INTERVAL):
+    """Run ``process_class`` (or a builder, with ``inputs`` empty) in this Python process; return ``(outputs, node)``.
 
     The runner polls children every ``poll_interval`` seconds whatever the profile's ``runner.poll.interval`` says.
 
@@ -158,12 +165,18 @@ def find_stuck_work(profile, *, now: datetime.datetime | None = None) -> StuckWo
         .all()
     )
     found.active = len(rows)
-    old = [pk for pk, ctime, _, _ in rows if (now - ctime).total_seconds() > PROCESS_GRACE_S]
+    # Process functions run inside their caller's step and never resume: one left active by a stopped worker is an
+    # orphan (its caller runs the step again), handled by :func:`repair`, not a missing task.
+    old = [
+        pk
+        for pk, ctime, _, node_type in rows
+        if (now - ctime).total_seconds() > PROCESS_GRACE_S and node_type.startswith(RESUMABLE_TYPES)
+    ]
     if old and profile.process_control_backend == 'core.rabbitmq':
         queued = set(queued_process_pks(profile))
         unreachable = [pk for pk in old if pk not in queued and not _answers(pk)]
         found.without_task = [(pk, 'no daemon worker holds it and no task in the queue names it') for pk in unreachable]
-    calcjobs = [pk for pk, _, _, node_type in rows if node_type.startswith('process.calculation.calcjob')]
+    calcjobs = [pk for pk, _, _, node_type in rows if node_type.startswith(CALCJOB_TYPE)]
     found.job_ended = _calcjobs_whose_job_ended(calcjobs, now)
     found.duplicates = duplicate_links()
     return found
@@ -200,7 +213,7 @@ def queued_process_pks(profile) -> list[int]:
     return pks
 
 
-def _answers(pk: int, timeout: float = 5.0) -> bool:
+def _answers(pk: int, timeout: float = 10.0) -> bool:
     """Whether a daemon worker holds process ``pk`` (it answers a status request over the broker)."""
     from aiida.manage import get_manager
 
@@ -241,12 +254,16 @@ def _calcjobs_whose_job_ended(pks: list[int], now: datetime.datetime) -> list[tu
 
 
 def duplicate_links() -> list[tuple[int, str]]:
-    """Processes with two outgoing RETURN/CREATE or CALL links of one label (a process that ran twice at once)."""
+    """Processes with two outputs of one label (RETURN or CREATE links: a process that ran twice at once).
+
+    Two calls of one label are not counted: a step that a stopped worker left half-done runs again and calls again,
+    which aiida-core allows and ``verdi process show`` displays.
+    """
     from aiida import orm
     from aiida.common.links import LinkType
 
     counts: dict[tuple[int, str, str], int] = {}
-    types = [LinkType.RETURN.value, LinkType.CREATE.value, LinkType.CALL_CALC.value, LinkType.CALL_WORK.value]
+    types = [LinkType.RETURN.value, LinkType.CREATE.value]
     query = orm.QueryBuilder().append(orm.WorkflowNode, tag='process', project=['id'])
     query.append(
         orm.Node, with_incoming='process', edge_filters={'type': {'in': types}}, edge_project=['label', 'type']
@@ -266,10 +283,11 @@ def daemon_running(profile) -> bool:
     return get_daemon_client(profile.name).is_daemon_running
 
 
-def repair(profile, *, restart_daemon: bool = False, timeout: float = 120) -> list[str]:
+def repair(profile, *, restart_daemon: bool = False, timeout: float = 600) -> list[str]:
     """``verdi process repair`` for ``profile``: recreate the tasks of active processes that have none.
 
     aiida-core needs the daemon stopped for that (workers hold their tasks unacknowledged, invisible in the queue).
+    Process functions left active by a stopped worker are marked killed first (:func:`close_orphaned_functions`).
 
     :param restart_daemon: stop the daemon first and start it again afterwards; otherwise a running daemon is an error.
     :returns: the lines of what was done.
@@ -288,6 +306,9 @@ def repair(profile, *, restart_daemon: bool = False, timeout: float = 120) -> li
         workers = int(client.get_numprocesses(timeout=10)['numprocesses'])
         client.stop_daemon(wait=True, timeout=int(timeout))
         done.append('stopped the daemon')
+    orphans = close_orphaned_functions()
+    if orphans:
+        done.append(f'marked process functions {orphans} killed: their worker stopped mid-run, their caller reruns them')
     result = subprocess.run(
         [sys.executable, '-m', 'aiida', '-p', profile.name, 'process', 'repair', '--force'],
         capture_output=True,
@@ -302,6 +323,31 @@ def repair(profile, *, restart_daemon: bool = False, timeout: float = 120) -> li
         client.start_daemon(number_workers=workers or 1, timeout=int(timeout))
         done.append(f'started the daemon with {workers} worker(s)')
     return done
+
+
+def close_orphaned_functions() -> list[int]:
+    """Mark active calcfunctions/workfunctions killed; call only while no daemon worker runs (they never resume).
+
+    Left as they are, they would stay ``Running`` for good and ``verdi process repair`` would queue them in vain.
+    """
+    from aiida import orm
+    from aiida.engine import ProcessState
+
+    query = orm.QueryBuilder().append(
+        orm.ProcessNode,
+        filters={
+            'attributes.process_state': {'in': list(ACTIVE_STATES)},
+            'node_type': {'like': 'process.%function.%'},
+        },
+    )
+    closed = []
+    for node in query.all(flat=True):
+        node.set_process_state(ProcessState.KILLED)
+        node.set_process_status('Killed: its daemon worker stopped mid-run; the calling step runs it again')
+        if not node.is_sealed:
+            node.seal()
+        closed.append(node.pk)
+    return closed
 
 
 def wait_for_workers(profile, count: int, *, exclude: tuple[int, ...] = (), timeout: float = 120) -> list[int]:

@@ -14,8 +14,8 @@ connection of its own):
    once, so that no worker runs a process while its connections are broken or while the broker re-delivers tasks;
 2. both answer again: ``verdi process repair`` (recreates the task of every active process that has none) and start
    the daemon with the number of workers it had. Every process then continues once, from its last checkpoint;
-3. every ``check_every`` seconds in between, look for stuck work (:func:`.processes.find_stuck_work`) and repair it
-   the same way.
+3. every ``check_every`` seconds in between, look for stuck work (:func:`.processes.find_stuck_work`); a process found
+   stuck twice in a row, unchanged in between, is repaired the same way.
 
 Stopping workers is safe: a process continues from its last checkpoint (the daemon tests kill workers with -9).
 """
@@ -63,6 +63,7 @@ class Supervisor:
         self.state = SupervisorState()
         self.stop = threading.Event()
         self._broker = None
+        self._suspects: dict[int, object] = {}
 
     # ------------------------------------------------------------------------------------------------ probes
     def _postgres_start(self) -> str | None:
@@ -131,15 +132,25 @@ class Supervisor:
         self.state.daemon_workers = None
 
     def _stuck_work(self) -> list[int]:
+        """Processes found stuck in two looks in a row, unchanged in between (a busy worker may miss one answer)."""
+        from aiida import orm
         from aiida.manage import get_manager
 
         from .processes import find_stuck_work
 
         try:
-            return find_stuck_work(self.profile).repairable
+            candidates = find_stuck_work(self.profile).repairable
+            mtimes = dict(
+                orm.QueryBuilder()
+                .append(orm.ProcessNode, filters={'id': {'in': candidates or [-1]}}, project=['id', 'mtime'])
+                .all()
+            )
         except Exception:  # noqa: BLE001 - this process's own session may have died with the server: reopen it
             get_manager().reset_profile_storage()
             return []
+        confirmed = [pk for pk, mtime in mtimes.items() if self._suspects.get(pk) == mtime]
+        self._suspects = {pk: mtime for pk, mtime in mtimes.items() if pk not in confirmed}
+        return sorted(confirmed)
 
     # -------------------------------------------------------------------------------------------------- loop
     def step(self) -> None:
@@ -164,16 +175,23 @@ class Supervisor:
         self.state.postgres_start = start
 
     def run(self) -> None:
+        """Poll until :attr:`stop` is set. A failed action is logged and tried again at the next poll: the supervisor
+        itself must never need a person either."""
         last_check = time.monotonic()
         while not self.stop.is_set():
-            self.step()
-            if not self.state.outage and time.monotonic() - last_check > self.check_every:
-                last_check = time.monotonic()
-                stuck = self._stuck_work()
-                if stuck:
-                    self._note(f'stuck processes {stuck}: restarting the daemon around a repair')
-                    self._stop_daemon()
-                    self._repair_and_start()
+            try:
+                self.step()
+                if not self.state.outage and time.monotonic() - last_check > self.check_every:
+                    last_check = time.monotonic()
+                    stuck = self._stuck_work()
+                    if stuck:
+                        self._note(f'stuck processes {stuck}: restarting the daemon around a repair')
+                        self.state.outage = True  # until the repair worked: a failure is retried by step()
+                        self._stop_daemon()
+                        self._repair_and_start()
+                        self.state.outage = False
+            except Exception as exception:  # noqa: BLE001 - logged; the next poll tries again
+                self._note(f'{type(exception).__name__}: {str(exception)[:300]} (trying again)')
             self.stop.wait(self.interval)
         if self._broker is not None and self._broker.is_open:
             self._broker.close()

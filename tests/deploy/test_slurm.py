@@ -77,7 +77,7 @@ def test_reference_submitted_from_the_cli_runs_through_sbatch(slurm_profile, tmp
     assert result['ok'], (result, slurm_profile.daemon_log())
     assert result['schedulers'] == ['core.slurm'] and all(result['job_ids'])
     picture = tmp_path / 'dataset.png'
-    slurm_profile.verdi('node', 'graph', 'generate', str(result['dataset']), str(picture), '-f', 'png', timeout=300)
+    slurm_profile.verdi('node', 'graph', 'generate', str(result['dataset']), '-O', str(picture), '-f', 'png', timeout=300)
     assert picture.stat().st_size > 1000 and picture.read_bytes()[:4] == b'\x89PNG'
 
 

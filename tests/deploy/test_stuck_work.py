@@ -30,7 +30,7 @@ def test_status_finds_orphans_and_duplicates_and_repair_revives(quiet_profile):
         from aiida_mlqm.services.processes import find_stuck_work
 
         # A chain the database says is waiting, with no task in the queue (what a dropped task leaves behind).
-        orphan = orm.WorkflowNode()
+        orphan = orm.WorkChainNode()
         orphan.set_process_type('aiida.workflows:core.arithmetic.add_multiply')
         orphan.set_process_state(ProcessState.WAITING)
         orphan.store()
