@@ -29,7 +29,7 @@ DESCRIPTION = 'lineage of a model in a 10k and a 100k node PostgreSQL graph, aga
 @contextlib.contextmanager
 def temporary_postgres_profile():
     """A ``core.psql_dos`` profile without a broker on a new database of the local PostgreSQL, dropped afterwards."""
-    from aiida_mlqm.cli.services import PostgresSettings, drop_database, ensure_database
+    from aiida_mlqm.services.postgres import PostgresSettings, drop_database, ensure_database
 
     name = f'mlqm_bench_{os.getpid()}_{secrets.token_hex(3)}'
     settings = ensure_database(PostgresSettings(name=name, user=name))
