@@ -172,8 +172,10 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
         return 'a classifier predicts from `features`, not from structures'
     if kind != 'classifier' and sources == ['features']:
         return f'a {kind} model predicts from `structures` or a `dataset`, not from `features`'
-    if values.get('mode') == 'explore' and kind not in ('potential', 'delta'):
-        return f'explore mode runs molecular dynamics and needs a potential or Δ model, not a {kind} model'
+    if values.get('mode') == 'explore' and kind not in ('potential', 'ml_base_delta'):
+        return (
+            f'explore mode runs molecular dynamics and needs a potential or ml_base_delta model, not a {kind} model'
+        )
     if kind != 'classifier':
         from ase.data import atomic_numbers
 

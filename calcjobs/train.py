@@ -69,7 +69,7 @@ class TrainCalculation(CalcJob):
             'parameters',
             valid_type=orm.Dict,
             required=False,
-            help="{'kind': 'potential' | 'property' | 'delta' | 'classifier', 'hyperparameters': {...}, 'target_key', "
+            help="{'kind': 'potential' | 'property' | 'delta' | 'ml_base_delta' | 'classifier', 'hyperparameters': {...}, 'target_key', "
             "'base_level', 'target_level', 'correction_hyperparameters'} (aiida_mlqm.models.config.TrainParameters).",
         )
         spec.inputs.validator = _validate_inputs
@@ -158,7 +158,7 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
     dataset = inputs.get('dataset')
     if dataset is None:
         return f'a {kind} model needs a `dataset` (DatasetData)'
-    if kind == 'delta':
+    if kind in ('delta', 'ml_base_delta'):
         levels = set(dataset.levels)
         missing = [level for level in (values.get('base_level'), values.get('target_level')) if level not in levels]
         if missing:
@@ -166,6 +166,13 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
     if kind == 'property' and values.get('target_key', 'target') not in dataset.get_arraynames():
         return f'target_key {values.get("target_key", "target")!r} is not an array of the dataset ({dataset.get_arraynames()})'
     hyper = values.get('hyperparameters', {})
-    if kind == 'potential' and hyper.get('force_weight') and not dataset.has_forces:
-        return 'force_weight > 0 but the dataset has no forces: label with forces or set force_weight to 0'
+    if kind == 'potential' and hyper.get('force_weight') and not dataset.forces_present.any():
+        return 'force_weight > 0 but no row of the dataset has forces: label with forces or set force_weight to 0'
+    if kind in ('potential', 'property'):
+        levels = sorted(set(dataset.levels))
+        target = values.get('target_level')
+        if target is not None and target not in levels:
+            return f'target_level {target!r} is not a level of the dataset, which has {levels}'
+        if target is None and len(levels) > 1:
+            return f'the dataset holds several levels {levels}: set target_level to the one to learn'
     return None

@@ -17,9 +17,9 @@ class CommitteeCalculator(Calculator):
     implemented_properties = ['energy', 'free_energy', 'forces', 'energy_spread']  # noqa: RUF012 - ASE's API
 
     def __init__(self, model, **kwargs) -> None:
-        if getattr(model, 'kind', None) not in ('potential', 'delta'):
+        if getattr(model, 'kind', None) not in ('potential', 'ml_base_delta'):
             raise ValueError(
-                f'an ASE calculator needs a potential or a Δ model, not a {getattr(model, "kind", type(model).__name__)} model'
+                f'an ASE calculator needs a potential or an ml_base_delta model (a delta model needs QM), not a {getattr(model, "kind", type(model).__name__)} model'
             )
         super().__init__(**kwargs)
         self.model = model

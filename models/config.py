@@ -106,7 +106,7 @@ class TrainParameters(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra='forbid')
 
-    kind: t.Literal['potential', 'property', 'delta', 'classifier'] = 'potential'
+    kind: t.Literal['potential', 'property', 'delta', 'ml_base_delta', 'classifier'] = 'potential'
     hyperparameters: dict[str, t.Any] = {}
     target_key: str = 'target'
     base_level: str | None = None
@@ -119,7 +119,7 @@ class TrainParameters(pydantic.BaseModel):
             ClassifierConfig(**self.hyperparameters)
         else:
             TrainingConfig(**self.hyperparameters)
-        if self.kind == 'delta':
+        if self.kind in ('delta', 'ml_base_delta'):
             if not self.base_level or not self.target_level:
                 raise ValueError('a delta model needs base_level and target_level (the two levels of theory)')
             TrainingConfig(**self.correction_hyperparameters)

@@ -12,7 +12,9 @@ import typing as t
 
 import numpy as np
 
-ARRAY_KEYS = ('numbers', 'positions', 'offsets', 'energy', 'forces', 'charge', 'multiplicity', 'target')
+ARRAY_KEYS = (
+    'numbers', 'positions', 'offsets', 'energy', 'forces', 'forces_present', 'charge', 'multiplicity', 'target'
+)
 
 
 @dataclasses.dataclass
@@ -24,6 +26,8 @@ class Structures:
     :param offsets: frame ``i`` spans ``offsets[i]:offsets[i + 1]``, shape (n + 1,).
     :param energy: eV per frame, or ``None``.
     :param forces: eV/Å, shape (total atoms, 3), or ``None``.
+    :param forces_present: bool per frame, whether the frame's forces are labels (frames without hold zeros in
+        ``forces`` and train the energy term only); ``None`` with ``forces`` means every frame has them.
     :param target: a scalar property per frame (property models), or ``None``.
     :param levels: level of theory per frame (Δ-learning pairs frames of two levels).
     :param keys: an identifier per frame (structure uuid); frames with the same key are the same geometry.
@@ -39,6 +43,7 @@ class Structures:
     multiplicity: np.ndarray | None = None
     levels: list[str] | None = None
     keys: list[str] | None = None
+    forces_present: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.numbers = np.asarray(self.numbers, dtype=np.int64)
@@ -61,6 +66,14 @@ class Structures:
             self.forces = np.asarray(self.forces, dtype=np.float64).reshape(-1, 3)
             if len(self.forces) != len(self.numbers):
                 raise ValueError(f'forces for {len(self.forces)} atoms, structures have {len(self.numbers)}')
+            if self.forces_present is None:
+                self.forces_present = np.ones(len(self), dtype=bool)
+        if self.forces_present is not None:
+            self.forces_present = np.asarray(self.forces_present, dtype=bool).reshape(-1)
+            if self.forces is None:
+                raise ValueError('forces_present is given without forces')
+            if len(self.forces_present) != len(self):
+                raise ValueError(f'forces_present has {len(self.forces_present)} values for {len(self)} structures')
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -98,7 +111,37 @@ class Structures:
             multiplicity=pick(self.multiplicity),
             levels=None if self.levels is None else [self.levels[i] for i in indices],
             keys=None if self.keys is None else [self.keys[i] for i in indices],
+            forces_present=None if self.forces is None else self.force_rows[indices],
         )
+
+    def at_level(self, level: str | None) -> Structures:
+        """The frames labelled at ``level``; with ``None``, all frames, which must then share one level.
+
+        :raises ValueError: when ``level`` is not among the frames' levels, or ``None`` is given for several levels.
+        """
+        found = sorted(set(self.levels or []))
+        if level is None:
+            if len(found) > 1:
+                raise ValueError(f'the frames hold several levels {found}: choose the level to train on')
+            return self
+        if level not in found:
+            raise ValueError(f'level {level!r} is not among the levels of the frames: {found}')
+        return self.subset([i for i, value in enumerate(self.levels) if value == level])
+
+    @property
+    def force_rows(self) -> np.ndarray:
+        """Bool per frame: whether it has force labels (all ``False`` without forces, all ``True`` when forces were
+        assigned after construction without ``forces_present``)."""
+        if self.forces is None:
+            return np.zeros(len(self), dtype=bool)
+        if self.forces_present is None or len(self.forces_present) != len(self):
+            return np.ones(len(self), dtype=bool)
+        return np.asarray(self.forces_present, dtype=bool)
+
+    @property
+    def num_force_frames(self) -> int:
+        """How many frames have force labels."""
+        return int(np.sum(self.force_rows))
 
     def composition(self, species: t.Sequence[int]) -> np.ndarray:
         """Count matrix (n frames x len(species)): how many atoms of each element every frame has."""
@@ -117,6 +160,10 @@ class Structures:
     def save_npz(self, path: str | pathlib.Path) -> None:
         """Write plain arrays (strings as unicode arrays), readable with ``np.load(allow_pickle=False)``."""
         arrays = {key: getattr(self, key) for key in ARRAY_KEYS if getattr(self, key, None) is not None}
+        if self.forces is None:
+            arrays.pop('forces_present', None)
+        else:
+            arrays['forces_present'] = self.force_rows
         if self.levels is not None:
             arrays['levels'] = np.asarray(self.levels, dtype=str)
         if self.keys is not None:
@@ -160,7 +207,7 @@ def padded(structures: Structures, indices: np.ndarray | None = None) -> dict[st
     """Pad frames to the largest of them: numbers with 0 (no atom), positions and forces with 0.
 
     :return: ``numbers`` (B, N), ``positions`` (B, N, 3), ``mask`` (B, N) and, where labelled, ``energy`` (B,),
-        ``forces`` (B, N, 3), ``target`` (B,).
+        ``forces`` (B, N, 3) with ``forces_present`` (B,), ``target`` (B,).
     """
     indices = np.arange(len(structures)) if indices is None else np.asarray(indices)
     sizes = structures.sizes[indices]
@@ -169,15 +216,17 @@ def padded(structures: Structures, indices: np.ndarray | None = None) -> dict[st
     numbers = np.zeros((batch, width), dtype=np.int64)
     positions = np.zeros((batch, width, 3))
     forces = np.zeros((batch, width, 3)) if structures.forces is not None else None
+    present = structures.force_rows
     for row, index in enumerate(indices):
         start, stop = structures.offsets[index], structures.offsets[index + 1]
         numbers[row, : stop - start] = structures.numbers[start:stop]
         positions[row, : stop - start] = structures.positions[start:stop]
-        if forces is not None:
+        if forces is not None and present[index]:
             forces[row, : stop - start] = structures.forces[start:stop]
     out = {'numbers': numbers, 'positions': positions, 'mask': numbers > 0}
     if forces is not None:
         out['forces'] = forces
+        out['forces_present'] = structures.force_rows[indices]
     if structures.energy is not None:
         out['energy'] = structures.energy[indices]
     if structures.target is not None:

@@ -66,7 +66,7 @@ def _predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
         results.update(count=len(probabilities), classes=model.classes)
     elif job.mode == 'predict':
         structures = Structures.load_npz(path)
-        with_forces = job.forces and model.kind in ('potential', 'delta')
+        with_forces = job.forces and model.kind in ('potential', 'delta', 'ml_base_delta')
         prediction = model.predict(structures, forces=with_forces, batch_size=job.batch_size)
         name = 'property' if model.kind == 'property' else 'energy'
         arrays = {
@@ -87,9 +87,10 @@ def _predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
     else:
         from .explore import explore
 
-        if model.kind not in ('potential', 'delta'):
+        if model.kind not in ('potential', 'ml_base_delta'):
             raise InvalidInputError(
-                f'explore mode runs molecular dynamics and needs a potential, not a {model.kind} model'
+                f'explore mode runs molecular dynamics and needs a potential or ml_base_delta model, not a {model.kind} '
+                'model (a delta model needs base-level QM at every step)'
             )
         structures = Structures.load_npz(path)
         outcome = explore(model, structures, job.explore)

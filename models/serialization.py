@@ -16,7 +16,7 @@ import typing as t
 METADATA_FILE = 'metadata.json'
 WEIGHTS_FILE = 'weights.safetensors'
 FORMAT_VERSION = 1
-KINDS = ('potential', 'property', 'delta', 'classifier')
+KINDS = ('potential', 'property', 'delta', 'ml_base_delta', 'classifier')
 
 
 def library_versions() -> dict[str, str]:
@@ -66,16 +66,20 @@ def load_tensors(directory: str | pathlib.Path) -> dict[str, t.Any]:
 
 
 def load_model(directory: str | pathlib.Path):
-    """Load any saved model: a ``Committee``, a ``DeltaModel`` or a ``CalibratedClassifier``."""
+    """Load any saved model: a ``Committee``, a ``DeltaModel``, an ``MLBaseDeltaModel`` or a ``CalibratedClassifier``."""
     kind = read_metadata(directory)['kind']
     if kind in ('potential', 'property'):
         from .committee import Committee
 
         return Committee.load(directory)
-    if kind == 'delta':
+    if kind == 'delta' and not (pathlib.Path(directory) / 'base').is_dir():
         from .delta import DeltaModel
 
         return DeltaModel.load(directory)
+    if kind in ('delta', 'ml_base_delta'):  # 'delta' with a base committee: saved before the kinds were split
+        from .delta import MLBaseDeltaModel
+
+        return MLBaseDeltaModel.load(directory)
     from .classifier import CalibratedClassifier
 
     return CalibratedClassifier.load(directory)

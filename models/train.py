@@ -2,12 +2,13 @@
 
 ``train.json`` (unknown keys are an error)::
 
-    {"kind": "potential" | "property" | "delta" | "classifier",
+    {"kind": "potential" | "property" | "delta" | "ml_base_delta" | "classifier",
      "dataset": "dataset.npz", "validation_dataset": null,
      "hyperparameters": {...},                       # models.training.TrainingConfig, or the classifier's options
      "target_key": "target",                         # property models: which per-frame array is the property
-     "base_level": null, "target_level": null,       # Δ-learning
-     "correction_hyperparameters": {},               # Δ-learning
+     "base_level": null, "target_level": null,       # Δ-learning; potential/property: target_level is the level
+                                                     # to train on (needed when the dataset holds several)
+     "correction_hyperparameters": {},               # ml_base_delta: the correction's (delta: hyperparameters)
      "output": "model", "metrics": "metrics.json", "status": "status.json"}
 
 Writes the model directory (``metadata.json`` + weights, no pickle), ``metrics.json``, and ``status.json``
@@ -75,6 +76,18 @@ def train(job: TrainJob, folder: pathlib.Path) -> dict[str, t.Any]:
             _load(folder / job.dataset, job),
             base_level=job.base_level,
             target_level=job.target_level,
+            hyperparameters=job.hyperparameters,
+            log=_print,
+        )
+    elif job.kind == 'ml_base_delta':
+        from .delta import train_ml_base_delta
+
+        if not job.base_level or not job.target_level:
+            raise InvalidInputError('an ml_base_delta model needs base_level and target_level')
+        model = train_ml_base_delta(
+            _load(folder / job.dataset, job),
+            base_level=job.base_level,
+            target_level=job.target_level,
             base_hyperparameters=job.hyperparameters,
             correction_hyperparameters=job.correction_hyperparameters,
             log=_print,
@@ -83,9 +96,12 @@ def train(job: TrainJob, folder: pathlib.Path) -> dict[str, t.Any]:
         from .training import train_committee
 
         validation = _load(folder / job.validation_dataset, job) if job.validation_dataset else None
-        model = train_committee(
-            _load(folder / job.dataset, job), job.hyperparameters, kind=job.kind, validation=validation, log=_print
-        )
+        try:
+            data = _load(folder / job.dataset, job).at_level(job.target_level)
+            validation = validation.at_level(job.target_level) if validation is not None else None
+        except ValueError as exception:
+            raise InvalidInputError(f'{exception} (set target_level)') from None
+        model = train_committee(data, job.hyperparameters, kind=job.kind, validation=validation, log=_print)
     model.save(folder / job.output)
     (folder / job.metrics).write_text(json.dumps(model.metrics, indent=2, default=float))
     return {'kind': job.kind}

@@ -26,14 +26,15 @@ from .uncertainty import calibrate
 
 def evaluate(committee: Committee, structures: Structures) -> dict[str, float]:
     """MAE / RMSE of the committee mean against the labels of ``structures`` (energy or property, and forces)."""
-    with_forces = committee.kind == 'potential' and structures.forces is not None
+    with_forces = committee.kind == 'potential' and structures.num_force_frames > 0
     prediction = committee.predict(structures, forces=with_forces)
     truth = structures.energy if committee.kind == 'potential' else structures.target
     error = prediction.value - truth
     name = 'energy' if committee.kind == 'potential' else 'property'
     metrics = {f'{name}_mae': float(np.abs(error).mean()), f'{name}_rmse': float(np.sqrt((error**2).mean()))}
     if with_forces:
-        force_error = prediction.forces - structures.forces
+        atoms = np.repeat(structures.force_rows, structures.sizes)  # frames without force labels are left out
+        force_error = (prediction.forces - structures.forces)[atoms]
         metrics['force_mae'] = float(np.abs(force_error).mean())
         metrics['force_rmse'] = float(np.sqrt((force_error**2).mean()))
     return metrics
@@ -100,12 +101,15 @@ def _batch_loss(network, batch, weights, config, use_forces, scale, training: bo
     weights = torch.as_tensor(weights, dtype=dtype)
     norm = weights.sum(1).clamp(min=1.0)
     loss = config.energy_weight * (weights * energy_term).sum(1) / norm
-    if use_forces:
+    if use_forces and 'forces' in batch:
         forces = _member_forces(members, positions, create_graph=training)
         mask = torch.from_numpy(batch['mask']).to(dtype).unsqueeze(-1)
         difference = ((forces - torch.as_tensor(batch['forces'], dtype=dtype)) / scale) ** 2 * mask
         per_structure = difference.sum((2, 3)) / (3 * atoms)
-        loss = loss + config.force_weight * (weights * per_structure).sum(1) / norm
+        # energy-only frames (no force labels) contribute to the energy term only
+        present = torch.from_numpy(batch['forces_present']).to(dtype)
+        force_weights = weights * present
+        loss = loss + config.force_weight * (force_weights * per_structure).sum(1) / force_weights.sum(1).clamp(min=1.0)
     return loss
 
 
@@ -154,8 +158,13 @@ def _train_committee(
     if kind not in ('potential', 'property'):
         raise InvalidInputError(f"kind must be 'potential' or 'property' for a committee, got {kind!r}")
     _labels(data, kind)
+    if data.levels is not None and len(set(data.levels)) > 1:
+        raise InvalidInputError(
+            f'the training structures hold several levels of theory {sorted(set(data.levels))}: a {kind} model '
+            'learns one; choose it (target_level) or train a delta model'
+        )
     use_forces = kind == 'potential' and (config.force_weight is None or config.force_weight > 0)
-    if use_forces and data.forces is None:
+    if use_forces and data.num_force_frames == 0:
         if config.force_weight:
             raise InvalidInputError(
                 'force_weight > 0 but the dataset has no forces: label with forces or set force_weight 0'
@@ -202,7 +211,7 @@ def _train_committee(
     epoch = 0
     history = []
     log(
-        f'training {config.members} members on {len(train)} structures ({"energies + forces" if use_forces else "values"}), '
+        f'training {config.members} members on {len(train)} structures ({f"energies, forces on {train.num_force_frames}" if use_forces else "values"}), '
         f'{0 if validation is None else len(validation)} validation, {0 if calibration is None else len(calibration)} calibration'
     )
     for epoch in range(1, config.epochs + 1):

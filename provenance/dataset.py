@@ -6,13 +6,17 @@ A dataset holds ``n`` frames (one per labelled structure) of possibly different 
 - ``positions`` (float, total atoms x 3, Å);
 - ``offsets`` (int, n + 1): frame ``i`` spans ``offsets[i]:offsets[i + 1]`` of the atom arrays;
 - ``energy`` (float, n, eV);
-- ``forces`` (float, total atoms x 3, eV/Å), only when every frame has forces;
-- ``charge`` and ``multiplicity`` (int, n).
+- ``forces`` (float, total atoms x 3, eV/Å), when any frame has forces, with ``forces_present`` (bool, n) saying
+  which rows have them (rows without forces hold zeros there and train the energy term only);
+- ``charge`` and ``multiplicity`` (int, n);
+- ``frame_index`` (int, n): the frame of the source file a row was read from, -1 for rows not read from a file.
 
-Per-frame text (``level``, ``source_uuid`` of the calculation that produced the label, ``structure_uuid`` and
-``result_uuid`` of the node holding the full result) is kept
-in attributes, as are ``units`` and the level of theory. The arrays live in the node's repository as ``.npy`` files
-(AiiDA's ``ArrayData`` storage); nothing is pickled.
+A row is one label of one structure at one level of theory: a structure labelled at two levels has two rows with
+the same ``structure_uuid`` (the node of the geometry), and that uuid, never the row position, is what pairs levels.
+Per-row text (``level``, ``source_uuid`` of the calculation that produced the label, ``structure_uuid`` and
+``result_uuid`` of the node holding the full result) is kept in attributes, as are ``units``, and for imported
+datasets the file keys each level was read from (``label_keys``), so that an export writes the same keys back.
+The arrays live in the node's repository as ``.npy`` files (AiiDA's ``ArrayData`` storage); nothing is pickled.
 """
 from __future__ import annotations
 
@@ -39,20 +43,31 @@ class Frame(t.NamedTuple):
     source_uuid: str | None
     structure_uuid: str | None
     result_uuid: str | None = None
+    frame_index: int | None = None
 
 
 class DatasetData(orm.ArrayData):
     """Labelled structures (energies, optionally forces) at one or more levels of theory."""
 
     @classmethod
-    def from_frames(cls, frames: t.Sequence[Frame], *, description: str = '') -> 'DatasetData':
-        """Build an unstored dataset from frames; raise ``ValueError`` naming the first inconsistent frame."""
+    def from_frames(cls, frames: t.Sequence[Frame], *, description: str = '') -> DatasetData:
+        """Build an unstored dataset from frames; raise ``ValueError`` naming the first inconsistent frame.
+
+        Frames may mix rows with and without forces, and hold several levels; rows of one structure at several levels
+        share its ``structure_uuid``, and one structure may have at most one row per level.
+        """
         if not frames:
             raise ValueError('a dataset needs at least one labelled frame')
         has_forces = [frame.forces is not None for frame in frames]
-        if any(has_forces) and not all(has_forces):
-            missing = [i for i, flag in enumerate(has_forces) if not flag]
-            raise ValueError(f'frames {missing[:5]} have no forces while others do: label all frames with forces or none')
+        seen: dict[tuple[str, str], int] = {}
+        for index, frame in enumerate(frames):
+            if frame.structure_uuid:
+                first = seen.setdefault((frame.structure_uuid, frame.level), index)
+                if first != index:
+                    raise ValueError(
+                        f'frames {first} and {index} label structure {frame.structure_uuid} twice at {frame.level}: '
+                        'keep one row per structure and level'
+                    )
         offsets = np.zeros(len(frames) + 1, dtype=np.int64)
         for index, frame in enumerate(frames):
             numbers = np.asarray(frame.numbers)
@@ -70,8 +85,20 @@ class DatasetData(orm.ArrayData):
         node.set_array('positions', np.concatenate([np.asarray(f.positions, dtype=float) for f in frames]))
         node.set_array('offsets', offsets)
         node.set_array('energy', np.array([float(f.energy) for f in frames]))
-        if all(has_forces):
-            node.set_array('forces', np.concatenate([np.asarray(f.forces, dtype=float) for f in frames]))
+        if any(has_forces):
+            node.set_array(
+                'forces',
+                np.concatenate(
+                    [
+                        np.asarray(f.forces, dtype=float) if f.forces is not None else np.zeros((len(f.numbers), 3))
+                        for f in frames
+                    ]
+                ),
+            )
+            node.set_array('forces_present', np.array(has_forces, dtype=bool))
+        node.set_array(
+            'frame_index', np.array([-1 if f.frame_index is None else int(f.frame_index) for f in frames], dtype=np.int64)
+        )
         node.set_array('charge', np.array([int(f.charge) for f in frames], dtype=np.int64))
         node.set_array('multiplicity', np.array([int(f.multiplicity) for f in frames], dtype=np.int64))
         node.base.attributes.set('levels', [f.level for f in frames])
@@ -82,8 +109,12 @@ class DatasetData(orm.ArrayData):
         node.base.attributes.set('num_frames', len(frames))
         node.base.attributes.set('num_atoms_total', int(offsets[-1]))
         node.base.attributes.set('has_forces', all(has_forces))
+        node.base.attributes.set('num_rows_with_forces', int(sum(has_forces)))
         node.base.attributes.set('species', sorted({int(z) for f in frames for z in np.asarray(f.numbers)}))
         node.base.attributes.set('level_counts', {lvl: sum(1 for f in frames if f.level == lvl) for lvl in {f.level for f in frames}})
+        node.base.attributes.set(
+            'num_structures', len({f.structure_uuid or f'row-{i}' for i, f in enumerate(frames)})
+        )
         if description:
             node.description = description
         return node
@@ -95,7 +126,38 @@ class DatasetData(orm.ArrayData):
 
     @property
     def has_forces(self) -> bool:
+        """Whether every row has forces (see :attr:`forces_present` for rows with and without)."""
         return bool(self.base.attributes.get('has_forces'))
+
+    @property
+    def forces_present(self) -> np.ndarray:
+        """Bool per row: whether the row has forces."""
+        if 'forces' not in self.get_arraynames():
+            return np.zeros(len(self), dtype=bool)
+        if 'forces_present' in self.get_arraynames():
+            return self.get_array('forces_present').astype(bool)
+        return np.ones(len(self), dtype=bool)  # datasets stored before rows could lack forces
+
+    @property
+    def structure_uuids(self) -> list[str | None]:
+        return list(self.base.attributes.get('structure_uuids'))
+
+    @property
+    def frame_indices(self) -> np.ndarray:
+        """Frame of the source file per row (-1: not read from a file)."""
+        if 'frame_index' in self.get_arraynames():
+            return self.get_array('frame_index')
+        return np.full(len(self), -1, dtype=np.int64)
+
+    def rows_at(self, level: str) -> list[int]:
+        """Indices of the rows labelled at ``level``."""
+        return [index for index, row_level in enumerate(self.levels) if row_level == level]
+
+    def pairs(self, base_level: str, target_level: str) -> list[tuple[int, int]]:
+        """``(base row, target row)`` of every structure labelled at both levels, paired by structure uuid."""
+        uuids = self.structure_uuids
+        base_of = {uuids[i]: i for i in self.rows_at(base_level) if uuids[i]}
+        return [(base_of[uuids[i]], i) for i in self.rows_at(target_level) if uuids[i] in base_of]
 
     @property
     def levels(self) -> list[str]:
@@ -112,7 +174,7 @@ class DatasetData(orm.ArrayData):
     def frame(self, index: int) -> Frame:
         offsets = self.get_array('offsets')
         start, stop = int(offsets[index]), int(offsets[index + 1])
-        forces = self.get_array('forces')[start:stop] if self.has_forces else None
+        forces = self.get_array('forces')[start:stop] if self.forces_present[index] else None
         return Frame(
             numbers=self.get_array('numbers')[start:stop],
             positions=self.get_array('positions')[start:stop],
@@ -124,6 +186,7 @@ class DatasetData(orm.ArrayData):
             source_uuid=self.source_uuids[index],
             structure_uuid=self.base.attributes.get('structure_uuids')[index],
             result_uuid=self.base.attributes.get('result_uuids', [None] * len(self))[index],
+            frame_index=None if self.frame_indices[index] < 0 else int(self.frame_indices[index]),
         )
 
     def frames(self) -> t.Iterator[Frame]:
@@ -152,12 +215,78 @@ class DatasetData(orm.ArrayData):
             images.append(atoms)
         return images
 
-    def export_extxyz(self, filename) -> None:
-        """Write all frames to an extended XYZ file (energies in eV, forces in eV/Å, source uuid per frame)."""
+    def export_extxyz(self, filename, *, energy_unit: str | None = None) -> None:
+        """Write the dataset as extended XYZ.
+
+        An imported dataset (one that knows the file keys of its levels) is written back as it came: one frame per
+        structure, in frame order, each level's energy and forces under the keys it was read from, in ``energy_unit``
+        (default: the unit of the imported file; forces in that unit per Å), so that ``mlqm data import`` with the
+        same ``--label`` options reads it back. Other datasets are written one frame per row with the energy and
+        forces (eV, eV/Å) as ASE's single-point results and the row's level and source uuid in the frame info.
+        """
         from ase.io import write
 
-        write(filename, self.to_ase(), format='extxyz')
+        if self.base.attributes.get('label_keys', None):
+            images = self.to_ase_by_structure(energy_unit=energy_unit)
+        else:
+            images = self.to_ase()
+        write(filename, images, format='extxyz')
+
+    def to_ase_by_structure(self, *, energy_unit: str | None = None) -> list:
+        """One ``ase.Atoms`` per structure with every level under its file keys (see :meth:`export_extxyz`)."""
+        from ase import Atoms
+
+        from .labelled import UNIT_NAMES, energy_factor
+
+        keys = self.base.attributes.get('label_keys')
+        unit = energy_unit or self.base.attributes.get('file_energy_unit', 'eV')
+        factor = 1.0 / energy_factor(unit)
+        groups: dict[str, list[int]] = {}
+        for index, uuid in enumerate(self.structure_uuids):
+            groups.setdefault(uuid or f'row-{index}', []).append(index)
+        ordered = sorted(groups.values(), key=lambda rows: (int(min(self.frame_indices[r] for r in rows)), rows[0]))
+        images = []
+        for rows in ordered:
+            first = self.frame(rows[0])
+            atoms = Atoms(numbers=first.numbers, positions=first.positions)
+            atoms.info.update({'charge': first.charge, 'multiplicity': first.multiplicity})
+            if first.frame_index is not None:
+                atoms.info['frame_index'] = first.frame_index
+            atoms.info['structure_uuid'] = first.structure_uuid or ''
+            atoms.info['energy_unit'] = UNIT_NAMES[unit.strip().lower()]
+            for row in rows:
+                frame = self.frame(row)
+                level_keys = keys.get(frame.level) or {'energy': f'energy_{frame.level}', 'forces': None}
+                atoms.info[level_keys['energy']] = frame.energy * factor
+                if frame.forces is not None:
+                    atoms.arrays[level_keys['forces'] or f'forces_{frame.level}'] = frame.forces * factor
+            images.append(atoms)
+        return images
+
+    @classmethod
+    def from_file(
+        cls,
+        path,
+        labels: t.Sequence[str],
+        *,
+        energy_unit: str = 'eV',
+        file_format: str | None = None,
+    ) -> DatasetData:
+        """Import a labelled extxyz or ASE database with provenance; return the stored dataset.
+
+        The file is checked completely first (``ValueError`` naming the problem and its fix; nothing is stored), then
+        stored as ``SinglefileData`` (sha256 kept) and read by the ``import_labelled_file`` calcfunction, which also
+        creates one ``StructureData`` per frame: rows of a frame at several levels share that node.
+
+        :param labels: ``'METHOD/BASIS=ENERGY_KEY[,FORCES_KEY]'`` per level in the file.
+        :param energy_unit: eV, hartree or kcal/mol (forces in that unit per Å).
+        :param file_format: ``extxyz`` or ``ase-db``; by default from the suffix (.extxyz/.xyz, .db).
+        """
+        from ..workflows.importing import import_file
+
+        return import_file(path, list(labels), energy_unit=energy_unit, fmt=file_format)['dataset']
 
     def __str__(self) -> str:
         counts = ', '.join(f'{n} at {lvl}' for lvl, n in sorted(self.base.attributes.get('level_counts', {}).items()))
-        return f'DatasetData: {len(self)} frames ({counts}), forces: {self.has_forces}'
+        with_forces = self.base.attributes.get('num_rows_with_forces', len(self) if self.has_forces else 0)
+        return f'DatasetData: {len(self)} frames ({counts}), forces on {with_forces} of them'

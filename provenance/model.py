@@ -2,7 +2,7 @@
 
 The repository holds the directory that ``aiida_mlqm.models`` saves (``metadata.json`` plus ``weights.safetensors``,
 ``model.skops`` or one sub-directory per part of a Δ model): nothing is pickled. The attributes repeat what a query or
-``verdi node attributes`` needs without opening files: ``kind`` (potential / property / delta / classifier), ``backend``,
+``verdi node attributes`` needs without opening files: ``kind`` (potential / property / delta / ml_base_delta / classifier), ``backend``,
 ``architecture``, ``hyperparameters``, ``species`` (and ``symbols``), ``normalisation``, ``calibration``, ``metrics``,
 ``library_versions``. The dataset a model was trained on is the ``dataset`` input of the ``mlqm.train`` job that
 created it (``model.creator.inputs.dataset``).
@@ -18,7 +18,7 @@ import typing as t
 from aiida import orm
 
 METADATA_FILE = 'metadata.json'  # the same name as models.serialization.METADATA_FILE, without importing torch
-KINDS = ('potential', 'property', 'delta', 'classifier')
+KINDS = ('potential', 'property', 'delta', 'ml_base_delta', 'classifier')
 ATTRIBUTE_KEYS = (
     'kind', 'backend', 'architecture', 'hyperparameters', 'species', 'normalisation', 'calibration', 'metrics',
     'library_versions', 'levels', 'classes', 'feature_names', 'format_version',
@@ -100,7 +100,11 @@ class ModelData(orm.Data):
             scores = metrics.get('validation') or metrics.get('train') or {}
         elif kind == 'delta':
             levels = attributes.get('levels', {})
-            what = f'Δ model {levels.get("base")} + correction to {levels.get("target")} for {symbols}'
+            what = f'Δ model: {levels.get("base")} QM + learned correction to {levels.get("target")} for {symbols}'
+            scores = metrics.get('holdout', {})
+        elif kind == 'ml_base_delta':
+            levels = attributes.get('levels', {})
+            what = f'ML-base Δ model: {levels.get("base")} committee + correction to {levels.get("target")} for {symbols}'
             scores = metrics.get('holdout', {})
         else:
             what = f'{architecture.get("estimator")} classifier ({architecture.get("calibration")} calibration), classes {attributes.get("classes")}'

@@ -49,22 +49,71 @@ def test_pairing_by_key(two_levels):
     np.testing.assert_allclose(difference.energy, expensive.energy - base.energy[:16])
 
 
-def test_delta_model_beats_base_alone_and_round_trips(two_levels, tmp_path):
-    from aiida_mlqm.models.delta import train_delta
+HYPER = {'aev': 'compact', 'hidden': [32, 16], 'epochs': 80, 'batch_size': 8, 'learning_rate': 3e-3, 'seed': 1}
+
+
+def test_delta_on_cheap_qm_beats_cheap_qm_alone_and_round_trips(two_levels, tmp_path):
+    """The default Δ model adds a learned correction to the base-level QM energy of each structure."""
+    from aiida_mlqm.models.delta import DeltaModel, train_delta
     from aiida_mlqm.models.serialization import load_model
 
-    hyper = {'aev': 'compact', 'hidden': [32, 16], 'epochs': 80, 'batch_size': 8, 'learning_rate': 3e-3, 'seed': 1}
     model = train_delta(
         two_levels,
         base_level='hf/sto-3g',
         target_level='hf/6-31g',
-        base_hyperparameters=hyper,
-        correction_hyperparameters={**hyper, 'hidden': [8], 'epochs': 80},
+        hyperparameters={**HYPER, 'hidden': [8]},
+        holdout_fraction=0.25,
+        log=None,
+    )
+    assert isinstance(model, DeltaModel) and model.kind == 'delta'
+    holdout = model.metrics['holdout']
+    # the 6-31G - STO-3G difference is hundreds of eV; the cheap level alone misses it entirely
+    assert holdout['energy_mae'] < 0.05 * holdout['base_only_energy_mae']
+    # base-level rows 20..22 have no 6-31G label: their prediction is their own STO-3G energy + the correction
+    structures = two_levels.subset([20, 21, 22])
+    prediction = model.predict(structures, forces=True)
+    correction = model.correction.predict(structures, forces=True)
+    np.testing.assert_allclose(prediction.value, structures.energy + correction.value)
+    np.testing.assert_allclose(prediction.spread, correction.spread)
+    np.testing.assert_allclose(prediction.forces, structures.forces + correction.forces)
+    # a 6-31G row takes the STO-3G energy of its structure (paired by key), not its own label
+    paired = model.predict(two_levels.subset([0, 56]))
+    np.testing.assert_allclose(paired.value[1], paired.value[0])
+    np.testing.assert_allclose(paired.value[0], two_levels.energy[0] + model.correction.predict(two_levels.subset([0])).value[0])
+    model.save(tmp_path / 'delta')
+    loaded = load_model(tmp_path / 'delta')
+    assert isinstance(loaded, DeltaModel)
+    np.testing.assert_array_equal(loaded.predict(structures, forces=True).value, prediction.value)
+
+
+def test_delta_prediction_needs_base_level_energies(two_levels):
+    from aiida_mlqm.models.delta import DeltaModel, train_delta
+    from aiida_mlqm.models.errors import InvalidInputError
+
+    model = train_delta(
+        two_levels, base_level='hf/sto-3g', target_level='hf/6-31g', hyperparameters={**HYPER, 'epochs': 2}, log=None
+    )
+    unlabelled = two_levels.subset([56, 57])
+    unlabelled.keys = ['other-1', 'other-2']
+    with pytest.raises(InvalidInputError, match='no hf/sto-3g energy.*mlqm reference --level hf/sto-3g'):
+        model.predict(unlabelled)
+    assert isinstance(model, DeltaModel)
+
+
+def test_ml_base_delta_model_beats_base_alone_and_round_trips(two_levels, tmp_path):
+    from aiida_mlqm.models.delta import MLBaseDeltaModel, train_ml_base_delta
+    from aiida_mlqm.models.serialization import load_model
+
+    model = train_ml_base_delta(
+        two_levels,
+        base_level='hf/sto-3g',
+        target_level='hf/6-31g',
+        base_hyperparameters=HYPER,
+        correction_hyperparameters={**HYPER, 'hidden': [8], 'epochs': 80},
         holdout_fraction=0.25,
         log=None,
     )
     holdout = model.metrics['holdout']
-    # the 6-31G - STO-3G difference is hundreds of eV; the base alone misses it entirely
     assert holdout['energy_mae'] < 0.05 * holdout['base_only_energy_mae']
     structures = two_levels.subset(range(3))
     prediction = model.predict(structures, forces=True)
@@ -73,6 +122,7 @@ def test_delta_model_beats_base_alone_and_round_trips(two_levels, tmp_path):
     np.testing.assert_allclose(prediction.spread, np.hypot(base.spread, correction.spread))
     model.save(tmp_path / 'delta')
     loaded = load_model(tmp_path / 'delta')
+    assert isinstance(loaded, MLBaseDeltaModel) and loaded.kind == 'ml_base_delta'
     np.testing.assert_array_equal(loaded.predict(structures, forces=True).forces, prediction.forces)
 
 

@@ -57,10 +57,25 @@ def test_extxyz_export_reads_back_with_ase(tmp_path):
     ('frames', 'message'),
     [
         ([], 'at least one'),
-        ([frame([8, 1, 1], -1.0), frame([8, 1, 1], -1.0, forces=False)], 'no forces'),
+        ([frame([8, 1, 1], -1.0), frame([8, 1, 1], -1.0, forces=False)], 'twice at rhf/sto-3g'),
         ([frame([8, 1, 1], float('nan'))], 'not finite'),
     ],
 )
 def test_inconsistent_frames_are_rejected(frames, message):
     with pytest.raises(ValueError, match=message):
         DatasetData.from_frames(frames)
+
+
+def test_rows_with_and_without_forces_and_two_levels_round_trip():
+    """A structure at two levels (paired by its uuid), forces on the cheap row only."""
+    cheap = frame([8, 1, 1], -2000.5, level='b3lyp/6-31g*')
+    expensive = frame([8, 1, 1], -2001.0, forces=False, level='ccsd(t)/cc-pvdz')
+    other = frame([6, 1, 1, 1, 1], -1090.25, level='b3lyp/6-31g*')
+    dataset = DatasetData.from_frames([cheap, other, expensive]).store()
+    loaded = DatasetData.collection.get(pk=dataset.pk)
+    assert not loaded.has_forces and loaded.base.attributes.get('num_rows_with_forces') == 2
+    np.testing.assert_array_equal(loaded.forces_present, [True, True, False])
+    assert loaded.frame(2).forces is None
+    np.testing.assert_allclose(loaded.frame(0).forces, cheap.forces)
+    assert loaded.pairs('b3lyp/6-31g*', 'ccsd(t)/cc-pvdz') == [(0, 2)]
+    assert loaded.rows_at('b3lyp/6-31g*') == [0, 1]
