@@ -122,7 +122,8 @@ class TrustLevels:
         return out
 
     def as_dict(self) -> dict[str, t.Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready (an infinite upper level, i.e. none, is ``None``)."""
+        return {'lower': self.lower, 'upper': self.upper if math.isfinite(self.upper) else None, 'source': self.source}
 
 
 def adaptive_trust_levels(
@@ -358,9 +359,9 @@ def check_stop(history: t.Sequence[IterationRecord], rules: StopRules) -> str | 
     if not history:
         return None
     last = history[-1]
-    if rules.target_error is not None and last.validation_error is not None:
-        if last.validation_error <= rules.target_error:
-            return f'target error reached: validation error {last.validation_error:.4g} <= {rules.target_error:.4g}'
+    error = last.validation_error
+    if rules.target_error is not None and error is not None and error <= rules.target_error:
+        return f'target error reached: validation error {error:.4g} <= {rules.target_error:.4g}'
     for level, limit in (rules.max_labels or {}).items():
         if last.labels.get(level, 0) >= limit:
             return f'label budget spent: {last.labels.get(level, 0)} {level} labels (budget {limit})'
@@ -368,7 +369,7 @@ def check_stop(history: t.Sequence[IterationRecord], rules: StopRules) -> str | 
         return f'CPU budget spent: {last.cpu_seconds:.0f} s of reference calculations (budget {rules.max_cpu_seconds:.0f} s)'
     if rules.max_iterations is not None and len(history) >= rules.max_iterations:
         return f'iteration cap reached: {len(history)} iterations'
-    if last.selected == 0 and len(history) > 1:
+    if last.selected == 0:
         return 'no candidate left inside the trust window: the committee is confident over the explored region'
     window = rules.plateau_window
     if window:

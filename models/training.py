@@ -66,8 +66,12 @@ def _fit_normalisation(network: CommitteeNetwork, data: Structures, values: np.n
             features.append(aev[elements >= 0].double())
     features = torch.cat(features)
     shift, spread = features.mean(0), features.std(0) if len(features) > 1 else torch.ones(features.shape[1])
-    # features that never vary (element pairs absent from the data) stay unscaled instead of dividing by zero
-    spread = torch.where(spread > 1e-6, spread, torch.ones_like(spread))
+    # Features that never vary (element pairs absent from the data) stay unscaled instead of dividing by zero; features
+    # that barely vary in a small training set are floored at a tenth of the median varying feature's spread: divided
+    # by ~1e-5, molecules outside a set of 6-9 G2 molecules got gap predictions off by hundreds of eV (floored: < 12).
+    varying = spread[spread > 1e-6]
+    floor = 0.1 * float(varying.median()) if len(varying) else 1.0
+    spread = torch.where(spread > 1e-6, spread, torch.ones_like(spread)).clamp(min=floor)
     dtype = network.reference.dtype
     network.reference.copy_(torch.as_tensor(reference, dtype=dtype))
     network.scale.fill_(max(scale, 1e-3))

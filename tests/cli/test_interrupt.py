@@ -1,4 +1,4 @@
-"""An in-process ``mlqm demo`` interrupted with SIGTERM or Ctrl-C kills the jobs it started and marks them killed."""
+"""An in-process ``mlqm reference`` (the path ``mlqm demo`` and ``mlqm campaign run`` share) interrupted with SIGTERM or Ctrl-C kills the jobs it started and marks them killed."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ def _runner_processes(workdir_root: str) -> list[psutil.Process]:
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_demo_kills_its_jobs(tmp_path, signum):
+def test_interrupted_reference_kills_its_jobs(tmp_path, signum):
     env = profile_environment(tmp_path)
     # CCSD(T)/cc-pVDZ of benzene runs for minutes: long enough to be interrupted mid-job on any machine.
-    command = [sys.executable, '-m', 'aiida_mlqm.cli', 'demo', '--molecules', 'C6H6', '--level', 'ccsd(t)/cc-pvdz']
+    command = [sys.executable, '-m', 'aiida_mlqm.cli', 'reference', '--g2', 'C6H6', '--level', 'ccsd(t)/cc-pvdz']
     demo = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from aiida_mlqm.models.data import Structures
 from aiida_mlqm.models.descriptors import aev_descriptors, committee_signals
-
 from conftest import FAST_HYPERPARAMETERS, label_water
 
 

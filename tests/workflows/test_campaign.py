@@ -1,0 +1,74 @@
+"""``mlqm.campaign`` on the embedded back end: a real small property campaign (PySCF, training, selection,
+screening), with every selection and label traceable in the graph."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from aiida.plugins import WorkflowFactory
+from aiida_mlqm.provenance.readers import read_g2
+
+MOLECULES = 'H2O,NH3,CH4,CO,HCN,C2H2,C2H4,C2H6,CH3OH,H2CO,HCOOH,CH3CHO,N2,H3CNH2,H2CCO,CH2NHCH2'
+
+
+def property_config() -> dict:
+    return {
+        'name': 'test-gaps',
+        'target': 'property',
+        'objective': 'homo_lumo_gap',
+        'library': {'g2': MOLECULES.split(',')},
+        'levels': {'cheap': {'level': 'hf/sto-3g', 'max_labels': 17}},
+        'model': {'members': 3, 'hidden': [16], 'epochs': 40, 'patience': 40, 'extensive': False,
+                  'validation_fraction': 0.2, 'calibration_fraction': 0.2},
+        'active_learning': {'initial_size': 7, 'batch_size': 3, 'validation_size': 4},
+        'stop': {'max_iterations': 2},
+        'screening': {'top_k': 2, 'kappa': 1.0},
+        'submission': {'max_jobs_in_flight': 1, 'structures_per_job': 10},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope='module')
+def campaign(mlqm_code):
+    CampaignWorkChain = WorkflowFactory('mlqm.campaign')
+    config = property_config()
+    return run_get_node(
+        CampaignWorkChain, config=orm.Dict(config), library=orm.List(read_g2(MOLECULES)), code=mlqm_code,
+        options={'resources': {'num_machines': 1}, 'max_wallclock_seconds': 600},
+    )  # fmt: skip
+
+
+def test_property_campaign_runs_every_stage(campaign):
+    results, node = campaign
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    report = results['report'].get_dict()
+    iterations = [row for row in report['iterations'] if row['iteration'] != 0]
+    assert 1 <= len(iterations) <= 2
+    assert report['stop_reason']
+    # labels: validation + initial + batches + verified top k, never more than the budget before screening
+    assert len(results['dataset']) == 7 + sum(row['selected'] for row in iterations)
+    assert len(results['dataset']) + len(results['validation_dataset']) <= 17
+    screening = results['screening'].get_dict()
+    assert len(screening['verified']) == 2
+    errors = [row['predicted'] - row['computed'] for row in screening['verified']]
+    assert screening['mae'] == pytest.approx(sum(abs(e) for e in errors) / 2)
+    assert all(8.0 < row['computed'] < 40.0 for row in screening['verified'])  # HF/STO-3G gaps of these, eV
+    assert report['validation_error'] is not None and report['validation_error'] < 10.0
+    assert node.base.extras.get('campaign_stage') == 'finished'
+
+
+def test_each_iteration_leaves_labelled_sub_runs_and_a_selection_with_reasons(campaign):
+    results, node = campaign
+    labels = {link.link_label for link in node.base.links.get_outgoing().all()}
+    assert results['report']['iterations'][1]['selected'] > 0, results['report'].get_dict()
+    assert {'build', 'initial_selection', 'validation_reference', 'initial_reference', 'initial_train'} <= labels
+    assert {'iteration_01_predict', 'iteration_01_select', 'iteration_01_reference', 'iteration_01_train'} <= labels
+    selection = next(l.node for l in node.base.links.get_outgoing().all() if l.link_label == 'iteration_01_select')
+    inputs = {link.link_label for link in selection.base.links.get_incoming().all()}
+    assert {'model', 'dataset', 'parameters', 'predictions'} <= inputs
+    chosen = selection.outputs.result['chosen']
+    assert chosen and all(row['rule'] == 'query-by-committee' and row['uncertainty'] >= 0 for row in chosen)
+    # why was this structure labelled: its dataset row -> its structure -> the selection that chose it
+    dataset = results['dataset']
+    uuids = set(dataset.base.attributes.get('structure_uuids'))
+    assert {row['uuid'] for row in chosen} <= uuids

@@ -1,0 +1,503 @@
+"""``CampaignWorkChain`` (``mlqm.campaign``): build -> method selection -> reference -> active learning -> screening
+-> report, from one validated config.
+
+Each loop iteration runs ``mlqm.train`` on the labelled set, ``mlqm.predict`` on the unlabelled candidates, the
+``select_next_batch`` calcfunction (inputs: the model and the candidates; output: each chosen structure with its
+scores and the rule), ``mlqm.reference`` on the chosen structures at the cheap level (and the expensive level for a
+share of them), and ``merge_labelled``; every sub-process is labelled ``iteration_NN_<step>``, so "why was this
+structure labelled" is a graph query from its dataset row back to the selection.
+
+Submission control: reference chains are given at most ``submission.max_jobs_in_flight`` batch jobs (the batch size
+grows instead), and training and prediction run one job at a time, so a campaign over thousands of molecules never
+has more than that many scheduler jobs queued at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_, while_
+
+from ..calcjobs.predict import PredictCalculation
+from ..calcjobs.train import TrainCalculation
+from ..provenance.dataset import DatasetData
+from .build import BuildWorkChain
+from .campaign_config import CampaignConfigError, parse_config
+from .campaign_functions import (
+    campaign_parameters,
+    campaign_report,
+    choose_initial_set,
+    merge_labelled,
+    rank_library,
+    screening_summary,
+    select_next_batch,
+    with_objective,
+)
+from .reference import ReferenceWorkChain
+
+STAGES = ('build', 'method_selection', 'reference', 'active_learning', 'screening', 'report', 'finished')
+
+
+def validate_config(value, _ctx=None) -> str | None:
+    try:
+        parse_config(value.get_dict())
+    except CampaignConfigError as exception:
+        return str(exception)
+    return None
+
+
+class CampaignWorkChain(WorkChain):
+    """An ML/QM campaign: labelled data chosen by active learning, a trained model, a screened library."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('config', valid_type=orm.Dict, validator=validate_config, help='The campaign config (mlqm campaign).')
+        spec.input(
+            'library', valid_type=orm.List, help='Library records as `mlqm.build` takes them (read from the config).'
+        )
+        spec.input('code', valid_type=orm.AbstractCode, help='Python with PySCF and torch: reference, train, predict.')
+        spec.input(
+            'options',
+            valid_type=orm.Dict,
+            required=False,
+            serializer=orm.to_aiida_type,
+            help='`metadata.options` for every job (resources, max_wallclock_seconds, queue_name, ...).',
+        )
+        spec.outline(
+            cls.setup,
+            cls.build,
+            cls.inspect_build,
+            if_(cls.is_potential)(cls.sample),
+            cls.method_selection,
+            cls.choose_initial,
+            cls.label_validation,
+            cls.label_initial,
+            cls.inspect_initial,
+            cls.train,
+            cls.inspect_train,
+            while_(cls.should_iterate)(
+                cls.predict,
+                cls.select,
+                cls.label,
+                cls.label_expensive,
+                cls.merge,
+                cls.train,
+                cls.inspect_train,
+            ),
+            if_(cls.should_screen)(cls.screen_predict, cls.screen_verify, cls.screen_summarise),
+            cls.make_report,
+        )
+        spec.output('dataset', valid_type=DatasetData, help='Every label the campaign computed at the cheap level.')
+        spec.output('validation_dataset', valid_type=DatasetData, help='The fixed validation set.')
+        spec.output('model', valid_type=orm.Data, help='The final model (ModelData), trained on `dataset`.')
+        spec.output(
+            'expensive_dataset', valid_type=DatasetData, required=False, help='Labels at the expensive level.'
+        )
+        spec.output('screening', valid_type=orm.Dict, required=False, help='Verified top k: predicted vs computed.')
+        spec.output('report', valid_type=orm.Dict, help='Per iteration: labels, validation error, uncertainty; stop.')
+        spec.exit_code(310, 'ERROR_BUILD_FAILED', message='mlqm.build made no structure: {message}')
+        spec.exit_code(311, 'ERROR_REFERENCE_FAILED', message='The reference calculations of {what} failed: {message}')
+        spec.exit_code(312, 'ERROR_TOO_FEW_CANDIDATES', message='{count} candidates are too few for a campaign.')
+        spec.exit_code(610, 'ERROR_TRAINING_FAILED', message='Training failed in iteration {iteration}: {message}')
+        spec.exit_code(611, 'ERROR_PREDICTION_FAILED', message='Prediction failed in iteration {iteration}: {message}')
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+
+    @property
+    def config(self):
+        return parse_config(self.inputs.config.get_dict())
+
+    def _options(self) -> dict:
+        return self.inputs.options.get_dict() if 'options' in self.inputs else {'resources': {'num_machines': 1}}
+
+    def _stage(self, stage: str) -> None:
+        self.ctx.stage = stage
+        self._progress()
+
+    def _progress(self) -> None:
+        """Progress for ``mlqm campaign status`` as extras (mutable; the graph holds the record itself)."""
+        self.node.base.extras.set_many(
+            {
+                'campaign_stage': self.ctx.stage,
+                'campaign_iteration': self.ctx.get('iteration', 0),
+                'campaign_labels': dict(self.ctx.get('labels', {})),
+                'campaign_validation_error': self.ctx.get('current_error'),
+                'campaign_name': self.config.name,
+            }
+        )
+
+    def _reference(self, keys: list[str], level: str, label: str):
+        """A ``mlqm.reference`` chain over ``keys`` at ``level`` ('cheap'/'expensive'), with at most
+        ``max_jobs_in_flight`` batch jobs (larger batches instead of more jobs)."""
+        submission = self.config.submission
+        per_job = max(submission.structures_per_job, math.ceil(len(keys) / submission.max_jobs_in_flight))
+        inputs = AttributeDict(
+            {
+                'structures': {key: orm.load_node(self.ctx.candidates[key]) for key in keys},
+                'parameters': self.ctx.parameters[f'reference_{level}'],
+                'code': self.inputs.code,
+                'options': orm.Dict(self._options()),
+                'batch': {'max_structures': orm.Int(per_job), 'target_seconds': orm.Float(1e9)},
+                'metadata': {'call_link_label': label},
+            }
+        )
+        node = self.submit(ReferenceWorkChain, **inputs)
+        self.report(f'{label}: {len(keys)} structures at {level} in {node.process_label}<{node.pk}>')
+        return node
+
+    def _labelled_dataset(self, node, what: str):
+        if 'dataset' not in node.outputs:
+            return None, self.exit_codes.ERROR_REFERENCE_FAILED.format(what=what, message=node.exit_message or '')
+        dataset = node.outputs.dataset
+        if self.config.target == 'property':
+            results = {}
+            for index, uuid in enumerate(dataset.base.attributes.get('result_uuids')):
+                results[f'row_{index:05d}'] = orm.load_node(uuid)
+            dataset = with_objective(
+                dataset, orm.Str(self.config.objective), **results, metadata={'call_link_label': f'{what}_objective'}
+            )
+        return dataset, None
+
+    # -- outline ---------------------------------------------------------------------------------------------------
+
+    def setup(self):
+        config = self.config
+        self.ctx.parameters = campaign_parameters(self.inputs.config, metadata={'call_link_label': 'parameters'})
+        self.ctx.iteration = 0
+        self.ctx.history = []
+        self.ctx.labels = {config.levels.cheap.level: 0}
+        if config.levels.expensive is not None:
+            self.ctx.labels[config.levels.expensive.level] = 0
+        self.ctx.stop_reason = None
+        self._stage('build')
+
+    def build(self):
+        inputs = {
+            'library': self.inputs.library,
+            'parameters': self.ctx.parameters['build'],
+            'metadata': {'call_link_label': 'build'},
+        }
+        return ToContext(build=self.submit(BuildWorkChain, **inputs))
+
+    def inspect_build(self):
+        node = self.ctx.build
+        structures = BuildWorkChain.built_structures(node)
+        if not structures:
+            return self.exit_codes.ERROR_BUILD_FAILED.format(message=node.exit_message or 'no valid entry')
+        self.ctx.molecules = {key: structure.pk for key, structure in sorted(structures.items())}
+        self.ctx.candidates = dict(self.ctx.molecules) if self.config.target == 'property' else {}
+        self.report(f'built {len(structures)} molecules')
+        return None
+
+    def is_potential(self):
+        return self.config.target == 'potential'
+
+    def sample(self):
+        """Normal-mode configurations of every built molecule at each temperature: the build's own sampling
+        calcfunction, called on the molecule the campaign built, so every configuration links to its parent."""
+        from aiida.manage import get_manager
+
+        from .build_functions import sample_configurations
+
+        for name, parameters in sorted(self.ctx.parameters.items()):
+            if not name.startswith('sampling_'):
+                continue
+            for key, pk in sorted(self.ctx.molecules.items()):
+                with get_manager().get_profile_storage().transaction():  # one disk sync per call
+                    outputs = sample_configurations(
+                        orm.load_node(pk), parameters, metadata={'call_link_label': f'{name}_{key}'}
+                    )
+                if not outputs:
+                    self.report(f'{name}_{key}: no configurations (see the calcfunction\'s exit message)')
+                for label, structure in sorted(outputs.items()):
+                    self.ctx.candidates[f'{key}_t{name[-2:]}_{label.rsplit("_", 1)[-1]}'] = structure.pk
+        self.report(f'{len(self.ctx.candidates)} candidate configurations from normal-mode sampling')
+
+    def method_selection(self):
+        """Routing by ``mlqm.method_selection`` where the config asks for it; otherwise recorded as skipped."""
+        self._stage('method_selection')
+        if not self.config.method_selection.enabled:
+            self.report('method selection skipped (method_selection.enabled: false): every molecule at levels.cheap')
+        self._stage('reference')
+
+    def choose_initial(self):
+        config = self.config
+        if len(self.ctx.candidates) < 4:
+            return self.exit_codes.ERROR_TOO_FEW_CANDIDATES.format(count=len(self.ctx.candidates))
+        parameters = orm.Dict(
+            {
+                'initial_size': config.active_learning.initial_size,
+                'validation_size': config.active_learning.validation_size,
+                'seed': config.active_learning.seed,
+            }
+        )
+        candidates = {key: orm.load_node(pk) for key, pk in self.ctx.candidates.items()}
+        chosen = choose_initial_set(parameters, **candidates, metadata={'call_link_label': 'initial_selection'})
+        self.ctx.initial_selection = chosen.pk
+        self.ctx.validation_keys = chosen['validation']
+        self.ctx.labelled_keys = list(chosen['initial'])
+        return None
+
+    def label_validation(self):
+        # one reference chain at a time: each is given the whole allowance of jobs in flight
+        return ToContext(validation_reference=self._reference(self.ctx.validation_keys, 'cheap', 'validation_reference'))
+
+    def label_initial(self):
+        return ToContext(initial_reference=self._reference(self.ctx.labelled_keys, 'cheap', 'initial_reference'))
+
+    def inspect_initial(self):
+        validation, failure = self._labelled_dataset(self.ctx.validation_reference, 'validation')
+        if failure:
+            return failure
+        dataset, failure = self._labelled_dataset(self.ctx.initial_reference, 'initial')
+        if failure:
+            return failure
+        self.ctx.validation_dataset = validation.pk
+        self.ctx.dataset = dataset.pk
+        level = self.config.levels.cheap.level
+        self.ctx.labels[level] = len(dataset) + len(validation)
+        self.out('validation_dataset', validation)
+        self._stage('active_learning')
+        return None
+
+    def should_iterate(self):
+        from ..models.selection import IterationRecord, StopRules, check_stop
+
+        config = self.config
+        if self.ctx.stop_reason:
+            return False
+        records = [
+            IterationRecord(
+                labels=h['labels'], validation_error=h.get('validation_error'), uncertainty=h.get('mean_uncertainty'),
+                selected=h.get('selected', 0),
+            )
+            for h in self.ctx.history
+        ]
+        rules = StopRules(
+            max_labels=config.label_budgets or None, target_error=config.stop.target_error,
+            plateau_window=config.stop.plateau_window, plateau_tolerance=config.stop.plateau_tolerance,
+            max_iterations=config.stop.max_iterations,
+        )  # fmt: skip
+        reason = check_stop(records, rules)
+        unlabelled = set(self.ctx.candidates) - set(self.ctx.labelled_keys) - set(self.ctx.validation_keys)
+        if reason is None and not unlabelled:
+            reason = 'every candidate is labelled'
+        if reason:
+            self.ctx.stop_reason = reason
+            if self.ctx.history:
+                self.ctx.history[-1]['stop_reason'] = reason
+            self.report(f'active learning stops: {reason}')
+            return False
+        self.ctx.iteration += 1
+        return True
+
+    def _label(self, step: str) -> str:
+        return f'iteration_{self.ctx.iteration:02d}_{step}' if self.ctx.iteration else f'initial_{step}'
+
+    def _nothing_new(self) -> bool:
+        return bool(self.ctx.iteration) and not self.ctx.get('selected_keys')
+
+    def train(self):
+        if self._nothing_new():
+            return None  # no new labels: the current model stands, and the stop rules end the loop
+        inputs = {
+            'code': self.inputs.code,
+            'dataset': orm.load_node(self.ctx.dataset),
+            'validation_dataset': orm.load_node(self.ctx.validation_dataset),
+            'parameters': self.ctx.parameters['train'],
+            'metadata': {'options': self._options(), 'call_link_label': self._label('train')},
+        }
+        return ToContext(training=self.submit(TrainCalculation, **inputs))
+
+    def inspect_train(self):
+        if self._nothing_new():
+            return None
+        node = self.ctx.training
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration, message=node.exit_message)
+        self.ctx.model = node.outputs.model.pk
+        metrics = node.outputs.metrics.get_dict()
+        validation = metrics.get('validation') or {}
+        error = validation.get('energy_mae', validation.get('property_mae'))
+        self.ctx.current_error = error
+        if self.ctx.history:  # the model trained on this iteration's labels: its error belongs to the iteration
+            self.ctx.history[-1]['validation_error'] = error
+        if not self.ctx.history:
+            self.ctx.initial_error = error
+            self.ctx.initial_labels = dict(self.ctx.labels)
+        self._progress()
+        self.report(f'{self._label("train")}: validation MAE {error} on {len(orm.load_node(self.ctx.dataset))} labels')
+        return None
+
+    def _unlabelled(self) -> list[str]:
+        taken = set(self.ctx.labelled_keys) | set(self.ctx.validation_keys)
+        return sorted(key for key in self.ctx.candidates if key not in taken)
+
+    def predict(self):
+        keys = self._unlabelled()
+        inputs = {
+            'code': self.inputs.code,
+            'model': orm.load_node(self.ctx.model),
+            'structures': {key: orm.load_node(self.ctx.candidates[key]) for key in keys},
+            'parameters': self.ctx.parameters['predict'],
+            'metadata': {'options': self._options(), 'call_link_label': self._label('predict')},
+        }
+        return ToContext(prediction=self.submit(PredictCalculation, **inputs))
+
+    def select(self):
+        node = self.ctx.prediction
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_PREDICTION_FAILED.format(iteration=self.ctx.iteration, message=node.exit_message)
+        config = self.config
+        cheap = config.levels.cheap
+        budget = None
+        if cheap.max_labels:
+            budget = max(cheap.max_labels - self.ctx.labels[cheap.level], 0)
+        parameters = orm.Dict(
+            {
+                'target': config.target,
+                'batch_size': config.active_learning.batch_size,
+                'diversity': config.active_learning.diversity,
+                'trust': config.active_learning.trust.model_dump(),
+                'budget': budget,
+                'seed': config.active_learning.seed + self.ctx.iteration,
+            }
+        )
+        keys = self._unlabelled()
+        candidates = {key: orm.load_node(self.ctx.candidates[key]) for key in keys}
+        selection = select_next_batch(
+            orm.load_node(self.ctx.model), orm.load_node(self.ctx.dataset), parameters,
+            predictions=node.outputs.predictions, **candidates, metadata={'call_link_label': self._label('select')},
+        )  # fmt: skip
+        chosen = [row['key'] for row in selection['chosen']]
+        self.ctx.selected_keys = chosen
+        self.ctx.history.append(
+            {
+                'iteration': self.ctx.iteration,
+                'selection_uuid': selection.uuid,
+                'model_uuid': orm.load_node(self.ctx.model).uuid,
+                'selected': len(chosen),
+                'mean_uncertainty': selection['mean_uncertainty'],
+                'trust': selection['trust'],
+                'counts': selection['counts'],
+                'labels': dict(self.ctx.labels),
+                'validation_error': self.ctx.current_error,  # replaced by the retrained model's, if there are labels
+            }
+        )
+        self.report(
+            f'{self._label("select")}: {len(chosen)} chosen of {len(keys)} candidates ({selection["counts"]}), '
+            f'trust window {selection["trust"]}'
+        )
+        return None
+
+    def label(self):
+        chosen = self.ctx.selected_keys
+        if not chosen:
+            return None
+        return ToContext(labelling=self._reference(chosen, 'cheap', self._label('reference')))
+
+    def label_expensive(self):
+        """The expensive level for the first ``expensive_fraction`` of the batch: the selection is ordered by score,
+        so these are the structures the committee was least sure of (after the cheap chain: one chain at a time)."""
+        self.ctx.expensive_keys = []
+        expensive = self.config.levels.expensive
+        chosen = self.ctx.selected_keys
+        if expensive is None or not chosen:
+            return None
+        left = (expensive.max_labels or 10**9) - self.ctx.labels[expensive.level]
+        count = min(math.ceil(self.config.active_learning.expensive_fraction * len(chosen)), max(left, 0))
+        if not count:
+            return None
+        self.ctx.expensive_keys = chosen[:count]
+        return ToContext(expensive_labelling=self._reference(chosen[:count], 'expensive', self._label('expensive')))
+
+    def merge(self):
+        if not self.ctx.selected_keys:
+            return None
+        new, failure = self._labelled_dataset(self.ctx.labelling, self._label('labels'))
+        if failure:
+            return failure
+        merged = merge_labelled(
+            part_0=orm.load_node(self.ctx.dataset), part_1=new, metadata={'call_link_label': self._label('merge')}
+        )
+        self.ctx.dataset = merged.pk
+        self.ctx.labelled_keys = list(self.ctx.labelled_keys) + list(self.ctx.selected_keys)
+        self.ctx.labels[self.config.levels.cheap.level] += len(new)
+        if self.ctx.get('expensive_keys'):
+            node = self.ctx.expensive_labelling
+            if 'dataset' in node.outputs:
+                level = self.config.levels.expensive.level
+                self.ctx.labels[level] += len(node.outputs.dataset)
+                if self.ctx.get('expensive_dataset'):
+                    node_out = merge_labelled(
+                        part_0=orm.load_node(self.ctx.expensive_dataset), part_1=node.outputs.dataset,
+                        metadata={'call_link_label': self._label('merge_expensive')},
+                    )  # fmt: skip
+                else:
+                    node_out = node.outputs.dataset
+                self.ctx.expensive_dataset = node_out.pk
+            self.ctx.expensive_keys = []
+        self.ctx.history[-1]['labels'] = dict(self.ctx.labels)
+        return None
+
+    def should_screen(self):
+        return self.config.screening is not None
+
+    def screen_predict(self):
+        self._stage('screening')
+        keys = sorted(key for key in self.ctx.molecules if key not in set(self.ctx.labelled_keys) | set(self.ctx.validation_keys))
+        self.ctx.screen_keys = keys
+        inputs = {
+            'code': self.inputs.code,
+            'model': orm.load_node(self.ctx.model),
+            'structures': {key: orm.load_node(self.ctx.molecules[key]) for key in keys},
+            'parameters': self.ctx.parameters['predict'],
+            'metadata': {'options': self._options(), 'call_link_label': 'screening_predict'},
+        }
+        return ToContext(screen_prediction=self.submit(PredictCalculation, **inputs))
+
+    def screen_verify(self):
+        node = self.ctx.screen_prediction
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_PREDICTION_FAILED.format(iteration='screening', message=node.exit_message)
+        screening = self.config.screening
+        keys = orm.List([[key, orm.load_node(self.ctx.molecules[key]).uuid] for key in self.ctx.screen_keys])
+        ranking = rank_library(
+            node.outputs.predictions, orm.Dict(screening.model_dump()), keys, metadata={'call_link_label': 'ranking'}
+        )
+        self.ctx.ranking = ranking.pk
+        return ToContext(verification=self._reference(ranking['top'], 'cheap', 'screening_reference'))
+
+    def screen_summarise(self):
+        verified, failure = self._labelled_dataset(self.ctx.verification, 'screening')
+        if failure:
+            return failure
+        summary = screening_summary(
+            orm.load_node(self.ctx.ranking), verified, orm.Str(self.config.objective),
+            orm.Dict(self.config.screening.model_dump()), metadata={'call_link_label': 'screening_summary'},
+        )  # fmt: skip
+        self.ctx.labels[self.config.levels.cheap.level] += len(verified)
+        self.ctx.screening = summary.pk
+        self.out('screening', summary)
+        self.report(f'screening: verified {len(summary["verified"])}, MAE {summary["mae"]}, hit rate {summary["hit_rate"]}')
+        return None
+
+    def make_report(self):
+        self._stage('report')
+        nodes = {'model': orm.load_node(self.ctx.model), 'dataset': orm.load_node(self.ctx.dataset)}
+        if self.ctx.get('screening'):
+            nodes['screening'] = orm.load_node(self.ctx.screening)
+        history = [{'iteration': 0, 'labels': self.ctx.initial_labels, 'validation_error': self.ctx.initial_error}]
+        history += list(self.ctx.history)
+        history[-1]['stop_reason'] = self.ctx.stop_reason
+        history[-1]['labels_total'] = dict(self.ctx.labels)
+        report = campaign_report(orm.List(history), **nodes, metadata={'call_link_label': 'campaign_report'})
+        self.out('dataset', nodes['dataset'])
+        self.out('model', nodes['model'])
+        if self.ctx.get('expensive_dataset'):
+            self.out('expensive_dataset', orm.load_node(self.ctx.expensive_dataset))
+        self.out('report', report)
+        self._stage('finished')

@@ -1,0 +1,291 @@
+"""Calcfunctions of ``mlqm.campaign``: every node the campaign makes, made from the inputs it reads.
+
+- ``campaign_parameters``: the validated config -> the parameters of each sub-process (build, reference per level,
+  training, prediction), so that each links back to the config;
+- ``choose_initial_set``: a fixed validation set (seeded random draw: unbiased) and a diverse initial training set
+  (farthest-point sampling on AEV descriptors) from the candidates;
+- ``select_next_batch``: query by committee on the model's error-tracking signal, inside adaptive trust levels, with
+  a diversity term and the label budget; its output records every chosen structure with its scores and the rule;
+- ``with_objective``: a dataset plus the per-molecule property (e.g. the HOMO-LUMO gap) read from each row's result;
+- ``rank_library`` / ``screening_summary``: lower-confidence-bound ranking and predicted-vs-computed of the top k;
+- ``campaign_report``: the numbers of the campaign, from the nodes above.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as t
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from ..provenance.dataset import DatasetData
+
+
+def _structures_of(nodes: t.Mapping[str, orm.StructureData], keys: t.Sequence[str]):
+    from ..models.data import Structures
+
+    frames = [nodes[key].get_ase() for key in keys]
+    return Structures.from_ase(frames)
+
+
+def _dataset_structures(dataset: DatasetData, target_key: str | None = None):
+    from ..models.data import Structures
+
+    arrays = {name: dataset.get_array(name) for name in dataset.get_arraynames()}
+    structures = Structures(
+        arrays['numbers'], arrays['positions'], arrays['offsets'], energy=arrays.get('energy'),
+        forces=arrays.get('forces'),
+    )  # fmt: skip
+    if target_key:
+        structures.target = arrays[target_key]
+    return structures
+
+
+@calcfunction
+def campaign_parameters(config: orm.Dict) -> dict[str, orm.Dict]:
+    """Parameters of the sub-processes, derived from the campaign config (validated again here)."""
+    from .build_parameters import get_protocol_parameters
+    from .campaign_config import parse_config
+
+    campaign = parse_config(config.get_dict())
+    outputs = {
+        'build': orm.Dict(get_protocol_parameters('fast', {'basis': campaign.levels.cheap.basis})),
+        'reference_cheap': orm.Dict(campaign.levels.cheap.parameters()),
+    }
+    if campaign.levels.expensive is not None:
+        outputs['reference_expensive'] = orm.Dict(campaign.levels.expensive.parameters())
+    if campaign.configurations is not None:
+        for index, temperature in enumerate(campaign.configurations.temperatures):
+            outputs[f'sampling_{index:02d}'] = orm.Dict(
+                get_protocol_parameters(
+                    'fast',
+                    {
+                        'basis': campaign.levels.cheap.basis,
+                        'configurations': {
+                            'number': campaign.configurations.number, 'temperature': temperature,
+                            'hessian': campaign.configurations.hessian, 'seed': campaign.configurations.seed + index,
+                        },
+                    },
+                )
+            )  # fmt: skip
+    kind = 'potential' if campaign.target == 'potential' else 'property'
+    train = {'kind': kind, 'hyperparameters': campaign.model.model_dump()}
+    if kind == 'property':
+        train['target_key'] = campaign.objective
+    outputs['train'] = orm.Dict(train)
+    outputs['predict'] = orm.Dict({'mode': 'predict', 'forces': kind == 'potential'})
+    return outputs
+
+
+@calcfunction
+def choose_initial_set(parameters: orm.Dict, **candidates: orm.StructureData) -> orm.Dict:
+    """A fixed validation set drawn at random (so its error is unbiased) and a diverse initial set among the rest: one
+    structure per element (rarest first, seeded), then farthest-point sampling on AEV descriptors. ``parameters``:
+    ``initial_size``, ``validation_size``, ``seed``."""
+    from ..models.descriptors import aev_descriptors
+    from ..models.selection import RULE_FPS, RULE_RANDOM, farthest_point_sampling
+
+    values = parameters.get_dict()
+    keys = sorted(candidates)
+    validation_size = min(int(values['validation_size']), max(len(keys) // 3, 1))
+    order = np.random.default_rng(int(values['seed'])).permutation(len(keys))
+    validation = sorted(keys[i] for i in order[:validation_size])
+    rest = [key for key in keys if key not in set(validation)]
+    structures = _structures_of(candidates, rest)
+    # every element first: a model never trained on an element predicts nonsense for every molecule that has it
+    rng = np.random.default_rng(int(values['seed']))
+    covering: list[int] = []
+    for element in sorted(structures.species, key=lambda z: (np.sum(structures.numbers == z), z)):
+        if any(element in structures.frame(i)[0] for i in covering):
+            continue
+        having = [i for i in range(len(rest)) if element in structures.frame(i)[0]]
+        covering.append(int(rng.choice(having)))
+    size = max(int(values['initial_size']) - len(covering), 0)
+    chosen = farthest_point_sampling(aev_descriptors(structures), size, seed=int(values['seed']), selected=covering)
+    records = [{'key': rest[i], 'rule': 'element coverage', 'order': n} for n, i in enumerate(covering)]
+    records += [{'key': rest[i], 'rule': RULE_FPS, 'order': len(covering) + n} for n, i in enumerate(chosen)]
+    return orm.Dict(
+        {
+            'validation': validation,
+            'initial': [rest[i] for i in [*covering, *chosen]],
+            'records': records + [{'key': key, 'rule': f'{RULE_RANDOM} (validation)'} for key in validation],
+        }
+    )
+
+
+@calcfunction
+def select_next_batch(
+    model, dataset: DatasetData, parameters: orm.Dict, predictions: orm.ArrayData | None = None, **candidates
+) -> orm.Dict:
+    """Choose the next structures to label among ``candidates`` (the unlabelled structures).
+
+    Potentials: the model's members give the max force spread per candidate (and on the labelled ``dataset``, which
+    sets the adaptive trust levels). Properties: the calibrated spread from ``predictions`` (the mlqm.predict output
+    for the candidates, in sorted key order) and, for the trust levels, the spread on the labelled structures.
+    ``parameters``: ``batch_size``, ``diversity``, ``trust`` (quantile, upper_ratio, maximum), ``budget`` (labels
+    left at the cheap level), ``seed``, ``target``.
+    """
+    from ..models.descriptors import aev_descriptors, committee_signals
+    from ..models.selection import TrustLevels, adaptive_trust_levels, select_batch
+
+    values = parameters.get_dict()
+    keys = sorted(candidates)
+    if not keys:
+        return orm.Dict({'chosen': [], 'counts': {}, 'trust': None, 'signal': None, 'mean_uncertainty': None})
+    structures = _structures_of(candidates, keys)
+    labelled = _dataset_structures(dataset)
+    species = sorted(set(structures.species) | set(labelled.species))
+    committee = model.load_model()
+    if values['target'] == 'potential':
+        signal = 'max_force_spread'
+        uncertainty = committee_signals(committee, structures)[signal]
+        reference = committee_signals(committee, labelled)[signal]
+        unit = 'eV/Å'
+    else:
+        signal = 'calibrated_spread'
+        if predictions is None:
+            raise ValueError('property selection needs the predictions of the candidates')
+        uncertainty = np.asarray(predictions.get_array('property_spread'), dtype=float)
+        reference = committee.predict(labelled).calibrated_spread
+        unit = 'target units'
+    trust_values = values.get('trust') or {}
+    trust = adaptive_trust_levels(
+        reference, quantile=trust_values.get('quantile', 0.95), upper_ratio=trust_values.get('upper_ratio', 3.0),
+        maximum=trust_values.get('maximum'),
+    )  # fmt: skip
+    if values['target'] == 'property':
+        # the upper level guards against unphysical ML-MD geometries; a library molecule is never one, and the most
+        # uncertain molecules are the most informative
+        trust = TrustLevels(lower=trust.lower, upper=math.inf, source=f'{trust.source}; no upper level for molecules')
+    descriptors = aev_descriptors(structures, species=species)
+    labelled_descriptors = aev_descriptors(labelled, species=species)
+    selection = select_batch(
+        uncertainty, descriptors, int(values['batch_size']), labelled_descriptors=labelled_descriptors, trust=trust,
+        diversity=float(values['diversity']), budget=values.get('budget'), seed=int(values.get('seed', 0)),
+    )  # fmt: skip
+    chosen = []
+    for record in selection.records:
+        key = keys[record['index']]
+        chosen.append({**record, 'key': key, 'uuid': candidates[key].uuid, 'signal': signal})
+    return orm.Dict(
+        {
+            'chosen': chosen,
+            'counts': selection.counts,
+            'trust': {**trust.as_dict(), 'unit': unit},
+            'signal': signal,
+            'mean_uncertainty': float(np.mean(uncertainty)),
+            'max_uncertainty': float(np.max(uncertainty)),
+        }
+    )
+
+
+@calcfunction
+def with_objective(dataset: DatasetData, objective: orm.Str, **results: orm.Dict) -> DatasetData:
+    """The rows of ``dataset`` with an extra array ``objective`` read from each row's result (in eV).
+
+    ``results`` are the per-structure result ``Dict`` nodes of the rows (by their uuid in ``result_uuids``).
+    """
+    by_uuid = {node.uuid: node for node in results.values()}
+    name = objective.value
+    values = []
+    for index, uuid in enumerate(dataset.base.attributes.get('result_uuids')):
+        result = by_uuid.get(uuid)
+        if result is None or result.get(name) is None:
+            raise ValueError(f'row {index} of the dataset has no {name!r} in its result')
+        values.append(float(result[name]))
+    node = DatasetData.from_frames(list(dataset.frames()))
+    node.set_array(name, np.array(values))
+    units = dict(node.base.attributes.get('units'))
+    units[name] = 'eV'
+    node.base.attributes.set('units', units)
+    return node
+
+
+@calcfunction
+def rank_library(predictions: orm.ArrayData, parameters: orm.Dict, keys: orm.List) -> orm.Dict:
+    """Rank molecules by the lower confidence bound of the objective; ``parameters``: ``kappa``, ``maximise``,
+    ``top_k``. ``keys``: ``[key, structure uuid]`` of the molecules in the order of the prediction rows."""
+    from ..models.selection import lower_confidence_bound
+
+    values = parameters.get_dict()
+    names = predictions.get_arraynames()
+    value_name = 'property' if 'property' in names else 'energy'
+    value = predictions.get_array(value_name)
+    spread = predictions.get_array(f'{value_name}_spread')
+    bound, order = lower_confidence_bound(value, spread, kappa=float(values['kappa']), maximise=bool(values['maximise']))
+    ranking = [
+        {
+            'key': keys[i][0], 'uuid': keys[i][1], 'predicted': float(value[i]), 'spread': float(spread[i]),
+            'bound': float(bound[i]), 'rank': r,
+        }
+        for r, i in enumerate(order)
+    ]
+    return orm.Dict({'ranking': ranking, 'top': [row['key'] for row in ranking[: int(values['top_k'])]], **values})
+
+
+@calcfunction
+def screening_summary(ranking: orm.Dict, verified: DatasetData, objective: orm.Str, parameters: orm.Dict) -> orm.Dict:
+    """Predicted against computed for the verified top k, and the hit rate when a ``hit_threshold`` is set."""
+    values = parameters.get_dict()
+    computed = dict(zip(verified.base.attributes.get('structure_uuids'), verified.get_array(objective.value)))
+    rows = []
+    for row in ranking['ranking'][: int(values['top_k'])]:
+        if row['uuid'] not in computed:
+            continue  # its reference calculation failed: listed by the reference chain's `failed` output
+        value = float(computed[row['uuid']])
+        hit = None
+        if values.get('hit_threshold') is not None:
+            hit = value >= values['hit_threshold'] if values['maximise'] else value <= values['hit_threshold']
+        rows.append({**row, 'computed': value, 'error': row['predicted'] - value, 'hit': hit})
+    errors = np.array([r['error'] for r in rows]) if rows else np.zeros(0)
+    hits = [r['hit'] for r in rows if r['hit'] is not None]
+    return orm.Dict(
+        {
+            'verified': rows,
+            'mae': float(np.abs(errors).mean()) if len(errors) else None,
+            'hit_rate': float(np.mean(hits)) if hits else None,
+            'unit': 'eV',
+        }
+    )
+
+
+@calcfunction
+def campaign_report(history: orm.List, **nodes) -> orm.Dict:
+    """What the campaign did: per iteration labels, validation error and uncertainty, why it stopped, screening."""
+    history_values = history.get_list()
+    report: dict[str, t.Any] = {'iterations': history_values}
+    if history_values:
+        report['labels'] = history_values[-1]['labels']
+        report['validation_error'] = history_values[-1].get('validation_error')
+        report['stop_reason'] = history_values[-1].get('stop_reason')
+    if 'screening' in nodes:
+        report['screening'] = nodes['screening'].get_dict()
+    if 'model' in nodes:
+        report['model_uuid'] = nodes['model'].uuid
+    if 'dataset' in nodes:
+        report['dataset_uuid'] = nodes['dataset'].uuid
+        report['dataset_size'] = len(nodes['dataset'])
+    return orm.Dict(report)
+
+
+#: Arrays every ``DatasetData`` has; any other array with one value per frame is a property carried through merges.
+_STANDARD_ARRAYS = {
+    'numbers', 'positions', 'offsets', 'energy', 'forces', 'forces_present', 'frame_index', 'charge', 'multiplicity',
+}
+
+
+@calcfunction
+def merge_labelled(**parts: DatasetData) -> DatasetData:
+    """Concatenate datasets (sorted by input label) keeping per-frame property arrays (e.g. ``homo_lumo_gap``) that
+    every part has, with their units."""
+    ordered = [part for _, part in sorted(parts.items())]
+    merged = DatasetData.from_frames([frame for part in ordered for frame in part.frames()])
+    extra = set.intersection(*(set(part.get_arraynames()) - _STANDARD_ARRAYS for part in ordered))
+    units = dict(merged.base.attributes.get('units'))
+    for name in sorted(extra):
+        merged.set_array(name, np.concatenate([part.get_array(name) for part in ordered]))
+        units[name] = ordered[0].base.attributes.get('units', {}).get(name, '')
+    merged.base.attributes.set('units', units)
+    return merged
