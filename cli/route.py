@@ -73,7 +73,11 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
     classifier = orm.load_node(classifier_id) if classifier_id else import_default()
     basis = classifier.base.attributes.get('hyperparameters', {}).get('feature_basis', 'cc-pvdz')
     log(f'Building {len(records)} molecules with mlqm.build ...')
-    builder = BuildWorkChain.get_builder_from_protocol(records, 'fast', overrides={'basis': basis})
+    # Geometries are routed as given: a stretched bond may look like two fragments, and two geometries of one
+    # molecule (same InChIKey) are two routing questions, so neither is rejected here.
+    builder = BuildWorkChain.get_builder_from_protocol(
+        records, 'fast', overrides={'basis': basis, 'allow_fragments': True, 'deduplicate': False}
+    )
     _, build = run_get_node(builder)
     built = BuildWorkChain.built_structures(build)
     rejected = build.outputs.rejected.get_dict().get('entries', []) if 'rejected' in build.outputs else []
@@ -96,7 +100,10 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
     elapsed = time.perf_counter() - start
     if 'summary' not in node.outputs:
         raise click.ClickException(f'MethodSelectionWorkChain<{node.pk}> failed: {node.exit_message}')
-    rows = decisions_table(node)
+    rows = decisions_table(node) + [
+        {'name': entry['id'], 'p_mr': None, 'route': 'rejected', 'reason': entry['reason'], 'diagnostics': None}
+        for entry in rejected
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return

@@ -22,7 +22,6 @@ ModelData = DataFactory('mlqm.model')
 DEFAULT_DIRECTORY = pathlib.Path(__file__).resolve().parent.parent / 'provenance' / 'data' / 'method_selection'
 ARCHIVE_NAME = 'provenance.aiida'
 MANIFEST_NAME = 'manifest.json'
-CLASSIFIER_DIRECTORY = 'classifier'
 
 
 @calcfunction
@@ -52,16 +51,11 @@ def train_default(records_path: str | pathlib.Path, settings: t.Mapping[str, t.A
 
 
 def export_default(model, directory: str | pathlib.Path = DEFAULT_DIRECTORY) -> pathlib.Path:
-    """Write the classifier directory, the archive of its provenance and a manifest into ``directory``."""
+    """Write the archive (classifier and its provenance) and a manifest naming the nodes into ``directory``."""
     from aiida.tools.archive import create_archive
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / CLASSIFIER_DIRECTORY
-    if target.exists():
-        for path in target.iterdir():
-            path.unlink()
-    model.export(target)
     archive = directory / ARCHIVE_NAME
     if archive.exists():
         archive.unlink()
