@@ -15,7 +15,8 @@ import time
 
 
 def retrying(function, *, what: str, deadline_s: float = 600):
-    """Call ``function`` until it works; reopen this process's storage after a failure (the server may have restarted)."""
+    """Call ``function`` until it works; reopen this process's storage after a failure (the server may have restarted).
+    """
     from aiida.manage import get_manager
 
     deadline = time.monotonic() + deadline_s

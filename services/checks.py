@@ -293,19 +293,25 @@ def check_stuck_work(profile) -> list[Check]:
     found = find_stuck_work(profile)
     repair = f'mlqm repair --profile {profile.name} --restart-daemon'
     checks = []
-    for title, items, hint in (
-        ('stuck processes', found.without_task, repair),
-        ('stuck calculations', found.job_ended, repair),
+    for title, items, hint, verdict in (
+        (
+            'stuck processes',
+            found.without_task,
+            f'a worker busy in a long step does not answer either: if this row stays, {repair}',
+            WARNING,
+        ),
+        ('stuck calculations', found.job_ended, repair, ERROR),
         (
             'duplicate outputs',
             found.duplicates,
             'a process ran twice at once (broker restart with live workers); check these outputs by hand with '
             '`verdi process show PK`; run `mlqm supervise` beside the daemon so it does not happen again',
+            ERROR,
         ),
     ):
         if items:
             listed = '; '.join(f'{pk}: {why}' for pk, why in items[:5]) + (' ...' if len(items) > 5 else '')
-            checks.append(Check(title, ERROR, f'{len(items)}: {listed}', hint))
+            checks.append(Check(title, verdict, f'{len(items)}: {listed}', hint))
     if not checks:
         checks.append(Check('processes', OK, f'{found.active} active, none stuck, no duplicate outputs'))
     return checks

@@ -308,7 +308,7 @@ def repair(profile, *, restart_daemon: bool = False, timeout: float = 600) -> li
         done.append('stopped the daemon')
     orphans = close_orphaned_functions()
     if orphans:
-        done.append(f'marked process functions {orphans} killed: their worker stopped mid-run, their caller reruns them')
+        done.append(f'marked process functions {orphans} killed: their worker stopped mid-run; the caller reruns them')
     result = subprocess.run(
         [sys.executable, '-m', 'aiida', '-p', profile.name, 'process', 'repair', '--force'],
         capture_output=True,

@@ -14,8 +14,9 @@ connection of its own):
    once, so that no worker runs a process while its connections are broken or while the broker re-delivers tasks;
 2. both answer again: ``verdi process repair`` (recreates the task of every active process that has none) and start
    the daemon with the number of workers it had. Every process then continues once, from its last checkpoint;
-3. every ``check_every`` seconds in between, look for stuck work (:func:`.processes.find_stuck_work`); a process found
-   stuck twice in a row, unchanged in between, is repaired the same way.
+3. every ``check_every`` seconds in between, look for stuck work (:func:`.processes.find_stuck_work`) and log a
+   process found stuck twice in a row, unchanged in between (only logged: a worker busy in a long step does not
+   answer status requests either, so stopping every worker on that evidence would do more harm than good).
 
 Stopping workers is safe: a process continues from its last checkpoint (the daemon tests kill workers with -9).
 """
@@ -185,11 +186,10 @@ class Supervisor:
                     last_check = time.monotonic()
                     stuck = self._stuck_work()
                     if stuck:
-                        self._note(f'stuck processes {stuck}: restarting the daemon around a repair')
-                        self.state.outage = True  # until the repair worked: a failure is retried by step()
-                        self._stop_daemon()
-                        self._repair_and_start()
-                        self.state.outage = False
+                        # Reported, not acted on: a worker busy in a long step answers no status request either,
+                        # so "no answer" alone is not proof enough to stop every worker.
+                        self._note(f'processes {stuck} look stuck (no worker answers for them, no task queued): '
+                                   f'if `mlqm status` still says so, run `mlqm repair --restart-daemon`')
             except Exception as exception:  # noqa: BLE001 - logged; the next poll tries again
                 self._note(f'{type(exception).__name__}: {str(exception)[:300]} (trying again)')
             self.stop.wait(self.interval)
