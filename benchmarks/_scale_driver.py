@@ -14,8 +14,11 @@ import sys
 import time
 
 
-def retrying(function, *, what: str, deadline_s: float = 600):
-    """Call ``function`` until it works; reopen this process's storage after a failure (the server may have restarted).
+def retrying(function, *, what: str, deadline_s: float = 900):
+    """Call ``function`` until it works; after a failure roll this process's session back (a restarted server leaves
+    it in ``PendingRollbackError``; the engine's ``pool_pre_ping`` then hands out a fresh connection).
+
+    The storage itself stays open: closing it would detach every ORM object this script holds.
     """
     from aiida.manage import get_manager
 
@@ -28,7 +31,10 @@ def retrying(function, *, what: str, deadline_s: float = 600):
                 raise
             print(f'{time.strftime("%H:%M:%S")} {what}: {type(exception).__name__}: {str(exception)[:160]}; retrying',
                   flush=True)
-            get_manager().reset_profile_storage()
+            try:
+                get_manager().get_profile_storage().get_session().rollback()
+            except Exception:  # noqa: BLE001 - the server may still be down: try again after the pause
+                pass
             time.sleep(1.0)
 
 
