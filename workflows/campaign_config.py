@@ -280,10 +280,16 @@ class CampaignConfig(_Section):
             self.active_learning.model_fields_set
         ):
             problems.append('active_learning.expensive_fraction needs levels.expensive')
-        if self.method_selection.enabled and not method_selection_available():
+        if self.method_selection.enabled:
+            where = (
+                'mlqm.campaign does not run it yet: route the library first with `mlqm route` and keep the molecules '
+                'it sends to levels.cheap'
+                if method_selection_available()
+                else 'the mlqm.method_selection work chain is not installed'
+            )
             problems.append(
-                'method_selection.enabled: the mlqm.method_selection work chain is not installed; set it to false '
-                '(molecules are then labelled at levels.cheap as given, and the campaign records the stage as skipped)'
+                f'method_selection.enabled: {where}; set it to false (molecules are then labelled at levels.cheap as '
+                'given, and the campaign records the stage as skipped)'
             )
         if problems:
             raise ValueError('; '.join(problems))

@@ -100,3 +100,12 @@ def test_missing_required_section_and_unreadable_file(tmp_path):
     (tmp_path / 'bad.yaml').write_text('name: [unclosed')
     with pytest.raises(CampaignConfigError, match='not valid YAML'):
         load_config(tmp_path / 'bad.yaml')
+
+
+def test_method_selection_request_says_how_to_route_instead():
+    values = example('property.yaml')
+    values['method_selection'] = {'enabled': True}
+    with pytest.raises(CampaignConfigError, match='method_selection.enabled: .*set it to false'):
+        parse_config(values)
+    values['method_selection'] = {'enabled': False}
+    assert parse_config(values).method_selection.enabled is False
