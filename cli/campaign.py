@@ -31,12 +31,17 @@ def load_campaign_config(path: str):
     return config, records
 
 
+def config_values(config) -> dict:
+    """The config as the user gave it (defaults left out, so that they are applied once, by the work chain)."""
+    return config.model_dump(mode='json', exclude_unset=True)
+
+
 def campaign_builder(config, records, code, options: dict | None = None):
     from aiida import orm
     from aiida.plugins import WorkflowFactory
 
     builder = WorkflowFactory('mlqm.campaign').get_builder()
-    builder.config = orm.Dict(config.model_dump(mode='json', exclude_none=True))
+    builder.config = orm.Dict(config_values(config))
     builder.library = orm.List(records)
     builder.code = code
     if options:

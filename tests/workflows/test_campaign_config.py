@@ -109,3 +109,13 @@ def test_method_selection_request_says_how_to_route_instead():
         parse_config(values)
     values['method_selection'] = {'enabled': False}
     assert parse_config(values).method_selection.enabled is False
+
+
+@pytest.mark.parametrize('name', ['potential.yaml', 'property.yaml'])
+def test_config_round_trips_through_the_work_chain_input(name):
+    from aiida_mlqm.cli.campaign import config_values
+
+    config = load_config(EXAMPLES / name)
+    assert parse_config(config_values(config)) == config
+    demo = yaml.safe_load((pathlib.Path(__file__).parents[2] / 'workflows' / 'protocols' / 'demo_campaign.yaml').read_text())
+    assert parse_config(config_values(parse_config(demo))) == parse_config(demo)

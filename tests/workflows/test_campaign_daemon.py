@@ -3,8 +3,6 @@ mid-run, and finishes with no lost and no duplicated reference calculation (coun
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from test_campaign import MOLECULES, property_config
 
@@ -13,6 +11,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
 
 def test_campaign_survives_daemon_restart_and_killed_workers(psql_daemon_profile):
     profile = psql_daemon_profile
+    # circus answers slowly on a loaded machine: the default 2 s of verdi's daemon client made `daemon stop` fail
+    profile.verdi('config', 'set', 'daemon.timeout', '60')
     config = property_config()
     submitted = profile.run_json(
         f"""
@@ -20,7 +20,7 @@ def test_campaign_survives_daemon_restart_and_killed_workers(psql_daemon_profile
         from aiida_mlqm.provenance.readers import read_g2
         code = ensure_python_code(ensure_localhost_computer())
         builder = WorkflowFactory('mlqm.campaign').get_builder()
-        builder.config = Dict({json.dumps(config)!s})
+        builder.config = Dict({config!r})
         builder.library = List(read_g2({MOLECULES!r}))
         builder.code = code
         builder.options = Dict({{'resources': {{'num_machines': 1}}, 'max_wallclock_seconds': 900}})
