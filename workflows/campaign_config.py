@@ -66,8 +66,8 @@ class ModelConfig(TrainingConfig):
 
 
 class ExploreSection(ExploreConfig):
-    """ML-MD exploration (``models.config.ExploreConfig``); ``threshold`` is replaced by the adaptive upper trust
-    level at every iteration, so it only matters for the first committee."""
+    """ML-MD exploration (``models.config.ExploreConfig``); validated here, refused by ``CampaignConfig`` until the
+    campaign runs exploration."""
 
     @pydantic.model_validator(mode='before')
     @classmethod
@@ -271,6 +271,11 @@ class CampaignConfig(_Section):
                 problems.append('objective is for target: property; remove it')
             if self.screening is not None:
                 problems.append('screening ranks molecules by their objective; it needs target: property')
+            if self.active_learning.explore is not None:
+                problems.append(
+                    'active_learning.explore: mlqm.campaign does not run ML-MD exploration yet (candidates are the '
+                    'normal-mode configurations); remove it, or explore with mlqm.predict (mode explore) by hand'
+                )
         else:
             if self.objective is None:
                 problems.append('target: property needs objective: homo_lumo_gap or energy')

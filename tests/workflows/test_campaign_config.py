@@ -119,3 +119,10 @@ def test_config_round_trips_through_the_work_chain_input(name):
     assert parse_config(config_values(config)) == config
     demo = yaml.safe_load((pathlib.Path(__file__).parents[2] / 'workflows' / 'protocols' / 'demo_campaign.yaml').read_text())
     assert parse_config(config_values(parse_config(demo))) == parse_config(demo)
+
+
+def test_exploration_is_refused_until_the_campaign_runs_it():
+    values = example('potential.yaml')
+    values['active_learning']['explore'] = {'temperature': 800}
+    with pytest.raises(CampaignConfigError, match='active_learning.explore: mlqm.campaign does not run ML-MD'):
+        parse_config(values)
