@@ -133,7 +133,8 @@ def family_of(smiles: str, kind: str) -> str:
 
 def embed(smiles: str, multiplicity: int | None = None):
     """Symbols, positions (Å), charge, multiplicity and the RDKit molecule, via the build layer's own functions."""
-    from aiida_mlqm.workflows.build_chemistry import embed_conformers, prepare_smiles
+    from aiida_mlqm.chemistry.entries import prepare_smiles
+    from aiida_mlqm.chemistry.smiles import embed_conformers
 
     prepared, mol_h = prepare_smiles({'smiles': smiles, 'multiplicity': multiplicity}, basis=BASIS, allow_fragments=False)
     conformers, _ = embed_conformers(

@@ -137,7 +137,7 @@ def campaign(writer: GraphWriter, code: tuple[str, int], iterations: int, struct
             for key in batch_keys:
                 if key in failed:
                     continue
-                result = writer.node(DICT, {'total_energy': -2000.0, 'total_energy_units': 'eV', 'level_of_theory': 'B3LYP/def2-svp',
+                result = writer.node(DICT, {'total_energy': -2000.0, 'total_energy_units': 'eV', 'level_of_theory': 'b3lyp/def2-svp',
                                             'timings': {'total': 30.0, 'cpu_total': 110.0}, 'timings_units': 's'})  # fmt: skip
                 forces = writer.node(ARRAY, {'array|forces': [9, 3], 'units': 'eV/Å'})
                 writer.link(job, result, LinkType.CREATE, f'parameters__{key}')

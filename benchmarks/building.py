@@ -21,7 +21,7 @@ TARGET = '<= 1.5'
 
 def drug_like_smiles(count: int, max_heavy_atoms: int = MAX_HEAVY_ATOMS) -> list[str]:
     """``count`` distinct canonical SMILES: the parent drugs first, then their substituted variants round-robin."""
-    from aiida_mlqm.provenance.readers import read_smiles_file
+    from aiida_mlqm.chemistry.readers import read_smiles_file
     from rdkit import Chem
 
     parents = []
@@ -69,7 +69,7 @@ def _variants(mol, max_heavy_atoms: int) -> list[str]:
 
 def rdkit_only(smiles: list[str], parameters: dict) -> float:
     """Seconds RDKit alone takes: parse, add hydrogens, ETKDG, MMFF with the builder's settings."""
-    from aiida_mlqm.workflows.build_chemistry import embed_conformers
+    from aiida_mlqm.chemistry.smiles import embed_conformers
     from rdkit import Chem
 
     start = time.perf_counter()
@@ -89,11 +89,11 @@ def rdkit_only(smiles: list[str], parameters: dict) -> float:
 def through_aiida(smiles: list[str], overrides: dict) -> tuple[float, int, object]:
     """Seconds ``mlqm.build`` takes for the same SMILES (validation, embedding, storing, links); structures built."""
     from aiida import engine
-    from aiida_mlqm.provenance.readers import smiles_record
+    from aiida_mlqm.chemistry.readers import smiles_record
     from aiida_mlqm.workflows.build import BuildWorkChain
 
     records = [smiles_record(entry, f'mol{index:04d}', 'benchmark') for index, entry in enumerate(smiles)]
-    builder = BuildWorkChain.get_builder_from_protocol(records, protocol='fast', overrides=overrides)
+    builder = BuildWorkChain.get_builder_from_protocol(records, protocol='fast', overrides={'parameters': overrides})
     start = time.perf_counter()
     _, node = engine.run_get_node(builder)
     elapsed = time.perf_counter() - start
@@ -112,7 +112,7 @@ def storage_costs(smiles: list[str], parameters: dict) -> dict[str, float]:
     from aiida import orm
     from aiida.common.links import LinkType
     from aiida.manage import get_manager
-    from aiida_mlqm.workflows.build_chemistry import embed_conformers
+    from aiida_mlqm.chemistry.smiles import embed_conformers
     from aiida_mlqm.workflows.build_functions import make_structure
     from rdkit import Chem
 
@@ -166,10 +166,10 @@ def run(quick: bool = False) -> dict:
     smiles = drug_like_smiles(count)
     with _profile() as profile:
         backend = profile.storage_backend
-        from aiida_mlqm.workflows.build_parameters import get_protocol_parameters
+        from aiida_mlqm.workflows.build import BuildWorkChain
 
         overrides = {'num_conformers': 1}
-        parameters = get_protocol_parameters('fast', overrides)
+        parameters = BuildWorkChain.get_protocol_inputs('fast', {'parameters': overrides})['parameters']
         rdkit_only(smiles[:5], parameters)  # warm-up: imports and RDKit's parameter tables
         rdkit_seconds = rdkit_only(smiles, parameters)
         aiida_seconds, built, _ = through_aiida(smiles, overrides)

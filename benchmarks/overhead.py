@@ -81,7 +81,7 @@ def run(quick: bool = False) -> dict:
     from aiida.engine import run_get_node
     from aiida.plugins import CalculationFactory, WorkflowFactory
 
-    from aiida_mlqm.cli.demo import g2_structure
+    from aiida_mlqm.provenance.structures import g2_structure
     from aiida_mlqm.services.processes import run_in_process
 
     from ._profile import temporary_embedded_profile

@@ -50,7 +50,7 @@ def molecule_structures(count: int):
     """``(key, StructureData)`` for ``count`` molecules: the G2 molecules, then seeded rattled copies (unstored)."""
     import numpy as np
 
-    from aiida_mlqm.cli.demo import g2_structure
+    from aiida_mlqm.provenance.structures import g2_structure
 
     names = molecule_names()
     for index in range(count):

@@ -13,15 +13,22 @@ import typing as t
 from aiida import orm
 from aiida.engine import CalcJobProcessSpec
 
-from .molecule import MoleculeError, structure_to_runner_entry
-from .parameters import ParameterError, check_molecule_compatibility, validate_parameters
+from ..chemistry.level import LevelOfTheory, ParameterError
+from ..chemistry.molecule import Rejection
+from ..exit_codes import declare
+from .molecule import structure_to_runner_entry
 from .pyscf import BasePyscfCalculation, structure_elements
 
 __all__ = ('PyscfBatchCalculation',)
 
 # The key names the runner's files (``<key>.chk``) and the output links, so it must be a plain identifier.
-KEY_PATTERN = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,79}$')
+KEY_PATTERN = re.compile(r'[A-Za-z_][A-Za-z0-9_]{0,79}')
 STATE_KEYS = ('charge', 'multiplicity')
+
+
+def is_structure_key(key: str) -> bool:
+    """Whether ``key`` can name a structure of a batch: an identifier of at most 80 characters, without ``__``."""
+    return isinstance(key, str) and bool(KEY_PATTERN.fullmatch(key)) and '__' not in key  # '__': AiiDA namespaces
 
 
 def _molecular_states(inputs: t.Mapping[str, t.Any]) -> dict[str, dict[str, int]]:
@@ -30,28 +37,35 @@ def _molecular_states(inputs: t.Mapping[str, t.Any]) -> dict[str, dict[str, int]
 
 
 def _entries(
-    structures: t.Mapping[str, orm.StructureData], states: dict[str, t.Any], parameters: dict[str, t.Any]
+    structures: t.Mapping[str, orm.StructureData], states: dict[str, t.Any], level: LevelOfTheory
 ) -> dict[str, dict[str, t.Any]]:
-    """Return the runner entries; raise ``MoleculeError`` or ``ParameterError`` naming the structure key."""
+    """Return the runner entries; raise ``Rejection`` or ``ParameterError`` naming the structure key."""
     unknown = sorted(set(states) - set(structures))
     if unknown:
-        raise MoleculeError(f'`molecular_states` has keys {unknown} that are not in `structures`: remove them')
+        raise Rejection(
+            'invalid_record', f'`molecular_states` has keys {unknown} that are not in `structures`: remove them'
+        )
     entries = {}
     for key, structure in structures.items():
-        if not KEY_PATTERN.match(key) or '__' in key:  # '__' separates namespaces in AiiDA link labels
-            raise MoleculeError(
-                f'structure key {key!r} must be an identifier of letters, digits and single _ (<= 80 characters)'
+        if not is_structure_key(key):  # '__' separates namespaces in AiiDA link labels
+            raise Rejection(
+                'invalid_record',
+                f'structure key {key!r} must be an identifier of letters, digits and single _ (<= 80 characters)',
             )
         state = states.get(key, {})
         if not isinstance(state, dict) or set(state) - set(STATE_KEYS):
-            raise MoleculeError(f'`molecular_states.{key}` must be a dictionary with keys {STATE_KEYS}, got {state!r}')
-        charge = state.get('charge', parameters['charge'])
-        multiplicity = state.get('multiplicity', parameters['multiplicity'])
+            raise Rejection(
+                'invalid_record', f'`molecular_states.{key}` must be a dictionary with keys {STATE_KEYS}, got {state!r}'
+            )
+        charge = state.get('charge', level.charge)
+        multiplicity = state.get('multiplicity', level.multiplicity)
         try:
             entries[key] = structure_to_runner_entry(structure, charge, multiplicity)
-            check_molecule_compatibility(parameters, entries[key]['multiplicity'])
-        except (MoleculeError, ParameterError) as exception:
-            raise type(exception)(f'structure {key!r}: {exception}') from exception
+            level.check_molecule(entries[key]['multiplicity'])
+        except Rejection as exception:
+            raise Rejection(exception.kind, f'structure {key!r}: {exception}') from exception
+        except ParameterError as exception:
+            raise ParameterError(f'structure {key!r}: {exception}') from exception
     return entries
 
 
@@ -64,9 +78,9 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
         return None if parameters is None else 'the `structures` namespace is empty: give at least one structure'
     elements = set().union(*(structure_elements(structure) for structure in structures.values()))
     try:
-        normalised = validate_parameters(parameters.get_dict(), elements)
-        _entries(structures, _molecular_states(inputs), normalised)
-    except (ParameterError, MoleculeError) as exception:
+        level = LevelOfTheory.parse(parameters.get_dict(), elements)
+        _entries(structures, _molecular_states(inputs), level)
+    except (ParameterError, Rejection) as exception:
         return f'invalid inputs: {exception}'
     return None
 
@@ -115,15 +129,18 @@ class PyscfBatchCalculation(BasePyscfCalculation):
             help="{key: {'status', 'message', 'exit_code'}} for each structure that failed; exit_code is the "
             'mlqm.pyscf exit status that failure corresponds to.',
         )
-        spec.exit_code(430, 'ERROR_ALL_STRUCTURES_FAILED', message='Every structure failed: {summary}')
-        spec.exit_code(
-            710, 'WARNING_SOME_STRUCTURES_FAILED', message='{failed} of {total} structures failed: {summary}'
+        declare(
+            spec,
+            'ERROR_ALL_STRUCTURES_FAILED',
+            'WARNING_SOME_STRUCTURES_FAILED',
+            ERROR_ALL_STRUCTURES_FAILED='Every structure failed: {summary}',
+            WARNING_SOME_STRUCTURES_FAILED='{failed} of {total} structures failed: {summary}',
         )
 
     def get_structure_nodes(self) -> dict[str, orm.StructureData]:
         """Return the ``structures`` namespace as a plain dictionary."""
         return dict(self.inputs.structures)
 
-    def get_runner_structures(self, parameters: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    def get_runner_structures(self, level: LevelOfTheory) -> dict[str, dict[str, t.Any]]:
         """Return the runner entries; ``molecular_states`` wins over the parameters, which win over the structures."""
-        return _entries(self.get_structure_nodes(), _molecular_states(self.inputs), parameters)
+        return _entries(self.get_structure_nodes(), _molecular_states(self.inputs), level)

@@ -17,8 +17,8 @@ from aiida.engine import CalcJobProcessSpec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .batch import PyscfBatchCalculation, _entries, _molecular_states
-from .molecule import MoleculeError
-from .parameters import ParameterError, check_basis
+from ..chemistry.level import ParameterError, check_basis
+from ..chemistry.molecule import Rejection
 from .pyscf import structure_elements
 from .runners import features_runner
 
@@ -58,10 +58,23 @@ class FeatureJobParameters(BaseModel):
     scf: FeatureScf = FeatureScf()
     max_memory: int = Field(4000, ge=100, description='MB')
 
-    def as_runner_parameters(self) -> dict[str, t.Any]:
+    # What the batch job asks of its parameters object, as of a LevelOfTheory: charge and multiplicity come from the
+    # structures, any multiplicity is allowed, and the label names the mode and the basis.
+    charge: t.ClassVar[None] = None
+    multiplicity: t.ClassVar[None] = None
+
+    def as_parameters(self) -> dict[str, t.Any]:
         """What the fixed runner reads (its ``features`` mode; charge and multiplicity from the structures)."""
         data = self.model_dump()
         return {**data, 'method': 'features', 'charge': None, 'multiplicity': None, 'reference': 'auto'}
+
+    def check_molecule(self, multiplicity: int) -> str:
+        """Any multiplicity is fine: the features runner picks RHF or ROHF/UHF itself."""
+        return 'restricted' if multiplicity == 1 else 'unrestricted'
+
+    @property
+    def label(self) -> str:
+        return f"features/{self.basis.lower()}"
 
 
 def validate_feature_parameters(parameters: t.Any, elements: t.Iterable[str] = ()) -> FeatureJobParameters:
@@ -91,9 +104,9 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
         return None if parameters is None else 'the `structures` namespace is empty: give at least one structure'
     elements = set().union(*(structure_elements(structure) for structure in structures.values()))
     try:
-        normalised = validate_feature_parameters(parameters.get_dict(), elements).as_runner_parameters()
-        _entries(structures, _molecular_states(inputs), normalised)
-    except (ParameterError, MoleculeError) as exception:
+        validated = validate_feature_parameters(parameters.get_dict(), elements)
+        _entries(structures, _molecular_states(inputs), validated)
+    except (ParameterError, Rejection) as exception:
         return f'invalid inputs: {exception}'
     return None
 
@@ -113,12 +126,10 @@ class FeaturesBatchCalculation(PyscfBatchCalculation):
         )
         spec.inputs.validator = _validate_inputs
 
-    def get_normalised_parameters(self) -> dict[str, t.Any]:
-        """The validated feature parameters in the runner's form."""
-        elements: set[str] = set()
-        for structure in self.get_structure_nodes().values():
-            elements |= structure_elements(structure)
-        return validate_feature_parameters(self.inputs.parameters.get_dict(), elements).as_runner_parameters()
+    @classmethod
+    def get_level(cls, parameters: dict[str, t.Any]) -> FeatureJobParameters:
+        """The validated feature parameters (what the runner reads: ``as_parameters()``; the label: ``label``)."""
+        return validate_feature_parameters(parameters)
 
     def prepare_for_submission(self, folder: Folder):
         """The batch job's files plus the features module the runner imports."""

@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob, CalcJobProcessSpec
+from aiida_mlqm.exit_codes import declare
 from aiida_mlqm.models.config import PredictParameters, validation_message
 from aiida_mlqm.provenance.dataset import DatasetData
 from aiida_mlqm.provenance.model import ModelData
@@ -90,18 +91,18 @@ class PredictCalculation(CalcJob):
         )
         spec.output('explore', valid_type=orm.Dict, required=False, help='Explore mode: per-trajectory summary.')
 
-        spec.exit_code(
-            301, 'ERROR_OUTPUT_STATUS_MISSING', message='The status file was not retrieved: the job died early.'
+        declare(
+            spec,
+            'ERROR_OUTPUT_STATUS_MISSING',
+            'ERROR_OUTPUT_PREDICTIONS_MISSING',
+            'ERROR_OUTPUT_RESULTS_MISSING',
+            'ERROR_OUTPUT_UNREADABLE',
+            'ERROR_UNEXPECTED_PARSER_EXCEPTION',
+            'ERROR_INVALID_TRAINING_INPUT',
+            'ERROR_UNSUPPORTED_SPECIES',
+            'ERROR_PREDICTION_FAILED',
+            ERROR_INVALID_TRAINING_INPUT='The prediction job refused its inputs: {message}',
         )
-        spec.exit_code(302, 'ERROR_OUTPUT_PREDICTIONS_MISSING', message='The predictions file was not retrieved.')
-        spec.exit_code(303, 'ERROR_OUTPUT_RESULTS_MISSING', message='The results file was not retrieved.')
-        spec.exit_code(304, 'ERROR_OUTPUT_UNREADABLE', message='An output file could not be read: {exception}')
-        spec.exit_code(350, 'ERROR_UNEXPECTED_PARSER_EXCEPTION', message='The parser raised an exception: {exception}')
-        spec.exit_code(601, 'ERROR_INVALID_TRAINING_INPUT', message='The prediction job refused its inputs: {message}')
-        spec.exit_code(
-            602, 'ERROR_UNSUPPORTED_SPECIES', message='Structures contain elements the model does not know: {message}'
-        )
-        spec.exit_code(611, 'ERROR_PREDICTION_FAILED', message='The prediction script failed unexpectedly: {message}')
 
     def ordered_structures(self) -> list[tuple[str, orm.StructureData]]:
         return sorted(self.inputs.structures.items()) if 'structures' in self.inputs else []

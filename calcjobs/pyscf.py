@@ -1,7 +1,7 @@
 """``mlqm.pyscf``: one molecule with PySCF (HF, DFT, MP2, CCSD, CCSD(T); forces, diagnostics, checkpoints).
 
 Input, output names and exit codes follow aiida-pyscf's ``pyscf.base`` (``structure``, ``parameters``, ``checkpoint``;
-302, 303, 410, 500), but the job script is the fixed runner :mod:`aiida_mlqm.calcjobs.runners.pyscf_runner`, copied
+303, 410, 500; a missing stdout is 312, since 302 is aiida-core's killed sub-process), but the job script is the fixed runner :mod:`aiida_mlqm.calcjobs.runners.pyscf_runner`, copied
 verbatim, which reads the validated parameters from ``input.json``: nothing the user gives becomes code.
 """
 
@@ -16,8 +16,10 @@ from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob, CalcJobProcessSpec
 
-from .molecule import MoleculeError, structure_to_runner_entry
-from .parameters import ParameterError, check_molecule_compatibility, validate_parameters
+from ..chemistry.level import LevelOfTheory, ParameterError
+from ..chemistry.molecule import Rejection
+from ..exit_codes import declare
+from .molecule import structure_to_runner_entry
 
 __all__ = ('BasePyscfCalculation', 'PyscfCalculation', 'structure_elements')
 
@@ -58,7 +60,7 @@ class BasePyscfCalculation(CalcJob):
         spec.input(
             'parameters',
             valid_type=orm.Dict,
-            help='Method, basis, functional, reference, convergence settings (see aiida_mlqm.calcjobs.parameters).',
+            help='Method, basis, functional, reference, convergence settings (aiida_mlqm.chemistry.level.LevelOfTheory).',
         )
         spec.inputs['code'].required = True
         options = spec.inputs['metadata']['options']
@@ -71,52 +73,35 @@ class BasePyscfCalculation(CalcJob):
             invalidates_cache=True,
             message='The scheduler job was cancelled ({state}), by a person or by the scheduler (e.g. a preemption).',
         )
-        spec.exit_code(302, 'ERROR_OUTPUT_STDOUT_MISSING', message='The stdout output file was not retrieved.')
-        spec.exit_code(303, 'ERROR_OUTPUT_RESULTS_MISSING', message='The results JSON file was not retrieved.')
-        spec.exit_code(
-            304, 'ERROR_OUTPUT_RESULTS_UNREADABLE', message='The results JSON file could not be read: {exception}'
-        )
-        spec.exit_code(
-            305,
+        declare(
+            spec,
+            'ERROR_OUTPUT_STDOUT_MISSING',
+            'ERROR_OUTPUT_RESULTS_MISSING',
+            'ERROR_OUTPUT_UNREADABLE',
             'ERROR_STRUCTURE_MISSING_FROM_RESULTS',
-            message='The results JSON file has no result for the structure(s) {keys}: the job stopped before them.',
-        )
-        spec.exit_code(350, 'ERROR_UNEXPECTED_PARSER_EXCEPTION', message='The parser raised an exception: {exception}')
-        spec.exit_code(
-            400,
+            'ERROR_UNEXPECTED_PARSER_EXCEPTION',
             'ERROR_OUT_OF_WALLTIME',
-            message='The runner stopped at its soft walltime ({message}); restart from the checkpoint.',
-        )
-        spec.exit_code(401, 'ERROR_OUT_OF_MEMORY', message='PySCF ran out of memory: {message}')
-        spec.exit_code(
-            410,
+            'ERROR_OUT_OF_MEMORY',
             'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED',
-            message='The electronic minimization cycle did not reach self-consistency.',
-        )
-        spec.exit_code(
-            411, 'ERROR_CC_CONVERGENCE_NOT_REACHED', message='The coupled-cluster equations did not converge.'
-        )
-        spec.exit_code(420, 'ERROR_PYSCF_EXCEPTION', message='PySCF raised an exception: {message}')
-        spec.exit_code(
-            500,
+            'ERROR_CC_CONVERGENCE_NOT_REACHED',
+            'ERROR_PYSCF_EXCEPTION',
             'ERROR_IONIC_CONVERGENCE_NOT_REACHED',
-            message='The ionic minimization cycle did not converge (declared for aiida-pyscf compatibility; '
-            'mlqm.pyscf does not optimise geometries).',
+            ERROR_OUTPUT_RESULTS_MISSING='The results JSON file was not retrieved.',
+            ERROR_OUTPUT_UNREADABLE='The results JSON file could not be read: {exception}',
         )
 
-    def get_runner_structures(self, parameters: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    def get_runner_structures(self, level: LevelOfTheory) -> dict[str, dict[str, t.Any]]:
         """Return ``{key: runner entry}`` for the structures of this job.
 
-        :param parameters: the normalised parameters (their ``charge``/``multiplicity`` override the structures').
+        :param level: the validated level (its ``charge``/``multiplicity`` override the structures').
         """
         raise NotImplementedError
 
-    def get_normalised_parameters(self) -> dict[str, t.Any]:
-        """Return the validated parameters with defaults filled in (what the runner reads)."""
-        elements: set[str] = set()
-        for structure in self.get_structure_nodes().values():
-            elements |= structure_elements(structure)
-        return validate_parameters(self.inputs.parameters.get_dict(), elements)
+    @classmethod
+    def get_level(cls, parameters: dict[str, t.Any]) -> LevelOfTheory:
+        """The level of theory of ``parameters``: the object the input validator made (validation runs once per
+        input); its ``as_parameters()`` is what the runner reads, its ``label`` what the parser stores."""
+        return LevelOfTheory.parse(parameters)
 
     def get_structure_nodes(self) -> dict[str, orm.StructureData]:
         """Return ``{key: StructureData}`` of this job."""
@@ -150,12 +135,12 @@ class BasePyscfCalculation(CalcJob):
 
         :param folder: the temporary folder that becomes the job folder.
         """
-        parameters = self.get_normalised_parameters()
+        level = self.get_level(self.inputs.parameters.get_dict())
         walltime = self.node.get_option('max_wallclock_seconds')
         checkpoint = self.inputs.get('checkpoint', None)
         data = {
-            'parameters': parameters,
-            'structures': self.get_runner_structures(parameters),
+            'parameters': level.as_parameters(),
+            'structures': self.get_runner_structures(level),
             'checkpoint': self.FILENAME_RESTART if checkpoint is not None else None,
             'soft_walltime': walltime * self.SOFT_WALLTIME_MARGIN if walltime else None,
             'write_checkpoint': self.write_checkpoint_files(),
@@ -198,10 +183,10 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
     if structure is None or parameters is None:
         return None
     try:
-        normalised = validate_parameters(parameters.get_dict(), structure_elements(structure))
-        entry = structure_to_runner_entry(structure, normalised['charge'], normalised['multiplicity'])
-        check_molecule_compatibility(normalised, entry['multiplicity'])
-    except (ParameterError, MoleculeError) as exception:
+        level = LevelOfTheory.parse(parameters.get_dict(), structure_elements(structure))
+        entry = structure_to_runner_entry(structure, level.charge, level.multiplicity)
+        level.check_molecule(entry['multiplicity'])
+    except (ParameterError, Rejection) as exception:
         return f'invalid `parameters` for this structure: {exception}'
     return None
 
@@ -249,9 +234,9 @@ class PyscfCalculation(BasePyscfCalculation):
         """Return the single structure under the key ``structure``."""
         return {self.STRUCTURE_KEY: self.inputs.structure}
 
-    def get_runner_structures(self, parameters: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    def get_runner_structures(self, level: LevelOfTheory) -> dict[str, dict[str, t.Any]]:
         """Return the structure as the runner reads it; charge and multiplicity from the parameters win."""
-        entry = structure_to_runner_entry(self.inputs.structure, parameters['charge'], parameters['multiplicity'])
+        entry = structure_to_runner_entry(self.inputs.structure, level.charge, level.multiplicity)
         return {self.STRUCTURE_KEY: entry}
 
     def write_checkpoint_files(self) -> bool:

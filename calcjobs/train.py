@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob, CalcJobProcessSpec
+from aiida_mlqm.exit_codes import declare
 from aiida_mlqm.models.config import TrainParameters, validation_message
 from aiida_mlqm.provenance.dataset import DatasetData
 from aiida_mlqm.provenance.model import ModelData
@@ -82,17 +83,20 @@ class TrainCalculation(CalcJob):
         spec.output('model', valid_type=ModelData, help='The trained model (weights + metadata, no pickle).')
         spec.output('metrics', valid_type=orm.Dict, help='Training, validation and calibration metrics (eV, eV/Å).')
 
-        spec.exit_code(
-            301, 'ERROR_OUTPUT_STATUS_MISSING', message='The status file was not retrieved: the job died early.'
+        declare(
+            spec,
+            'ERROR_OUTPUT_STATUS_MISSING',
+            'ERROR_OUTPUT_MODEL_MISSING',
+            'ERROR_OUTPUT_METRICS_MISSING',
+            'ERROR_OUTPUT_UNREADABLE',
+            'ERROR_UNEXPECTED_PARSER_EXCEPTION',
+            'ERROR_NAN_LOSS',
+            'ERROR_INVALID_TRAINING_INPUT',
+            'ERROR_UNSUPPORTED_SPECIES',
+            'ERROR_TRAINING_FAILED',
+            ERROR_INVALID_TRAINING_INPUT='The training job refused its inputs: {message}',
+            ERROR_UNSUPPORTED_SPECIES='Elements outside the model: {message}',
         )
-        spec.exit_code(302, 'ERROR_OUTPUT_MODEL_MISSING', message='The model directory was not retrieved.')
-        spec.exit_code(303, 'ERROR_OUTPUT_METRICS_MISSING', message='The metrics file was not retrieved.')
-        spec.exit_code(304, 'ERROR_OUTPUT_UNREADABLE', message='An output file could not be read: {exception}')
-        spec.exit_code(350, 'ERROR_UNEXPECTED_PARSER_EXCEPTION', message='The parser raised an exception: {exception}')
-        spec.exit_code(600, 'ERROR_NAN_LOSS', message='The training loss became NaN or infinite: {message}')
-        spec.exit_code(601, 'ERROR_INVALID_TRAINING_INPUT', message='The training job refused its inputs: {message}')
-        spec.exit_code(602, 'ERROR_UNSUPPORTED_SPECIES', message='Elements outside the model: {message}')
-        spec.exit_code(610, 'ERROR_TRAINING_FAILED', message='The training script failed unexpectedly: {message}')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         parameters = (

@@ -46,7 +46,7 @@ def cmd_build(
     profile_name,
 ):
     """Build validated 3D structures from SMILES, xyz, extxyz, an ASE database or G2 names."""
-    from aiida_mlqm.provenance.readers import LibraryError, read_library
+    from aiida_mlqm.chemistry.readers import LibraryError, read_library
 
     try:
         records = read_library(smiles=smiles_file, xyz_dir=xyz_dir, extxyz=extxyz, ase_db=ase_db, g2=g2_names)
@@ -70,7 +70,9 @@ def cmd_build(
     from aiida_mlqm.workflows.build import BuildWorkChain
 
     try:
-        builder = BuildWorkChain.get_builder_from_protocol(records, protocol=protocol, overrides=overrides)
+        builder = BuildWorkChain.get_builder_from_protocol(
+            records, protocol=protocol, overrides={'parameters': overrides}
+        )
     except ValueError as exception:
         raise click.UsageError(str(exception)) from exception
     results, node = run_get_node(builder)

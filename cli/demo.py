@@ -17,26 +17,6 @@ DEFAULT_MOLECULES = (
 CONFIG = pathlib.Path(__file__).parents[1] / 'workflows' / 'protocols' / 'demo_campaign.yaml'
 
 
-def g2_structure(name: str):
-    """An unstored ``StructureData`` of the G2 molecule ``name`` with ``charge``/``multiplicity`` attributes.
-
-    The multiplicity comes from the initial magnetic moments that ``ase.collections.g2`` gives open-shell molecules.
-    """
-    from aiida import orm
-    from ase.collections import g2
-
-    if name not in g2.names:
-        raise click.BadParameter(f'{name!r} is not in the G2 set; names look like H2O, CH3, C2H2 (see ase.collections.g2)')
-    atoms = g2[name]
-    unpaired = int(round(abs(sum(atoms.get_initial_magnetic_moments()))))
-    structure = orm.StructureData(ase=atoms)
-    structure.base.attributes.set('charge', 0)
-    structure.base.attributes.set('multiplicity', unpaired + 1)
-    structure.base.attributes.set('source', f'g2:{name}')
-    structure.label = name
-    return structure
-
-
 @main.command('demo')
 @click.option('--profile', 'profile_name', default=None, help='Profile to use (default: the embedded `mlqm` profile).')
 @click.option(
@@ -57,7 +37,7 @@ def cmd_demo(profile_name, molecules, level, computer, code_label, submit):
     """
     import yaml
 
-    from ..provenance.readers import LibraryError, read_g2
+    from ..chemistry.readers import LibraryError, read_g2
     from ..workflows.campaign_config import CampaignConfigError, parse_config, validate_levels
     from .campaign import run_or_submit
     from .reference import load_code, make_console

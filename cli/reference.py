@@ -13,32 +13,18 @@ import click
 
 from . import main
 
-METHODS = {'hf', 'rhf', 'uhf', 'rohf', 'mp2', 'ccsd', 'ccsd(t)'}
 
+def level_option(level: str, forces: bool):
+    """The ``--level`` option as a validated :class:`~aiida_mlqm.chemistry.level.LevelOfTheory`.
 
-def parse_level(level: str) -> dict:
-    """``'ccsd(t)/cc-pvdz'`` or ``'b3lyp/6-31g*'`` -> mlqm.pyscf parameters (a functional name implies DFT)."""
-    method, sep, basis = level.partition('/')
-    if not sep or not method or not basis:
-        raise click.BadParameter(f'{level!r} is not METHOD/BASIS, e.g. ccsd(t)/cc-pvdz or b3lyp/6-31g*')
-    method = method.lower()
-    if method in METHODS:
-        return {'method': method, 'basis': basis}
-    return {'method': 'dft', 'xc': method, 'basis': basis}
+    Raises ``click.BadParameter`` naming the problem, before the library is read or anything is stored.
+    """
+    from ..chemistry.level import LevelOfTheory, ParameterError
 
-
-def reference_parameters(level: str, forces: bool) -> dict:
-    """Validated parameters for ``level``; raises ``click.BadParameter`` naming the problem before anything is stored."""
-    from ..calcjobs.parameters import ParameterError, validate_parameters
-
-    parameters = {**parse_level(level), 'forces': forces}
-    if parameters['method'] in {'ccsd', 'ccsd(t)'}:
-        parameters['diagnostics'] = True
     try:
-        validate_parameters(parameters)
+        return LevelOfTheory.from_label(level, forces=forces)
     except ParameterError as exception:
         raise click.BadParameter(str(exception), param_hint='--level') from exception
-    return parameters
 
 
 @contextlib.contextmanager
@@ -99,8 +85,7 @@ def load_code(profile_name: str | None, *, computer: str | None = None, code: st
 
 def build_and_label(
     records: list[dict],
-    level: str,
-    forces: bool,
+    level,
     code,
     console,
     *,
@@ -112,6 +97,10 @@ def build_and_label(
     Both run in this process (interrupting it kills their jobs: :func:`..services.processes.run_in_process`), unless
     ``submit``: then the reference chain goes to the daemon and its pk is printed.
 
+    :param level: the validated :class:`~aiida_mlqm.chemistry.level.LevelOfTheory` (from :func:`level_option`).
+    Structures keep the link labels the build made from the user's ids (sanitised, unique; the id itself is the
+    structure's ``name`` attribute), so the chain's outputs, reports and the table name the user's molecules.
+
     :returns: the ``ReferenceWorkChain`` node; ``SystemExit(1)`` when nothing could be labelled.
     """
     from aiida import orm
@@ -121,10 +110,8 @@ def build_and_label(
 
     from ..workflows.build import BuildWorkChain
 
-    parameters = reference_parameters(level, forces)
-
     console.print(f'Building {len(records)} molecules with mlqm.build ...')
-    builder = BuildWorkChain.get_builder_from_protocol(records, 'fast', overrides={'basis': parameters['basis']})
+    builder = BuildWorkChain.get_builder_from_protocol(records, 'fast', overrides={'parameters': {'basis': level.basis}})
     _, build = run_in_process(builder, {})
     built = BuildWorkChain.built_structures(build)
     if 'rejected' in build.outputs:
@@ -132,17 +119,17 @@ def build_and_label(
             console.print(f'[yellow]rejected {entry["id"]} ({entry["kind"]}): {entry["reason"]}')
     if not built:
         raise click.ClickException(f'no structure could be built (BuildWorkChain<{build.pk}>: {build.exit_message})')
-    structures = {f'mol_{index:04d}': structure for index, (_, structure) in enumerate(sorted(built.items()))}
+    structures = dict(sorted(built.items()))
 
-    console.print(f'Labelling {len(structures)} molecules at {level} with PySCF on {code.computer.label} ...')
-    inputs = {'structures': structures, 'parameters': orm.Dict(parameters), 'code': code}
+    console.print(f'Labelling {len(structures)} molecules at {level.label} with PySCF on {code.computer.label} ...')
+    inputs = {'structures': structures, 'parameters': orm.Dict(level.as_parameters()), 'code': code}
     if max_structures:
         inputs['batch'] = {'max_structures': orm.Int(max_structures)}
     if submit:
         return submit_chain(WorkflowFactory('mlqm.reference'), inputs, console)
     start = time.perf_counter()
     results, node = run_in_process(WorkflowFactory('mlqm.reference'), inputs)
-    print_table(console, level, node, time.perf_counter() - start, structures, results, forces)
+    print_table(console, level, node, time.perf_counter() - start, structures, results)
     if 'dataset' not in results:
         raise SystemExit(1)
     return node
@@ -167,14 +154,15 @@ def submit_chain(process_class, inputs: dict, console):
     return node
 
 
-def print_table(console, level, node, elapsed, structures, results, forces) -> None:
+def print_table(console, level, node, elapsed, structures, results) -> None:
     """One row per structure: energies (Ha), correlation energy, gap, T1/D1, largest force, or why it failed."""
     from aiida import orm
     from rich.table import Table
 
     from ..units import HARTREE_TO_EV
 
-    table = Table(title=f'{level} reference energies (ReferenceWorkChain<{node.pk}>, {elapsed:.1f} s)')
+    forces = level.forces
+    table = Table(title=f'{level.label} reference energies (ReferenceWorkChain<{node.pk}>, {elapsed:.1f} s)')
     columns = ['molecule', 'mult.', 'E total / Ha', 'E corr / Ha', 'gap / eV', 'T1', 'D1']
     columns += ['max |F| / eV/Å'] if forces else []
     for column in [*columns, 'job']:
@@ -255,9 +243,9 @@ def cmd_reference(
     code_label, submit,
 ):
     """Build a molecule library and compute PySCF references for it at one level of theory."""
-    from ..provenance.readers import LibraryError, read_library
+    from ..chemistry.readers import LibraryError, read_library
 
-    reference_parameters(level, forces)  # a typo in the level fails before the library is read or stored
+    level = level_option(level, forces)  # a typo in the level fails before the library is read or stored
     try:
         records = read_library(smiles=smiles_file, xyz_dir=xyz_dir, extxyz=extxyz, ase_db=ase_db, g2=g2_names)
     except LibraryError as exception:
@@ -267,7 +255,7 @@ def cmd_reference(
     console = make_console()
     code = load_code(profile_name, computer=computer, code=code_label)
     with interrupt_exit():
-        node = build_and_label(records, level, forces, code, console, max_structures=batch_size, submit=submit)
+        node = build_and_label(records, level, code, console, max_structures=batch_size, submit=submit)
     if export:
         node.outputs.dataset.export_extxyz(export)
         console.print(f'wrote {len(node.outputs.dataset)} frames to {export}')

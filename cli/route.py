@@ -52,7 +52,7 @@ def _routing(path: str | None) -> dict:
 @click.option('--profile', 'profile_name', help='AiiDA profile to use (default: the embedded `mlqm` profile).')
 def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, routing, batch_size, as_json, profile_name):
     """Route each molecule: P(MR) from cheap features, then multireference path or the cheapest adequate level."""
-    from ..provenance.readers import LibraryError, read_library
+    from ..chemistry.readers import LibraryError, read_library
 
     rule = _routing(routing)
     try:
@@ -76,7 +76,7 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
     # Geometries are routed as given: a stretched bond may look like two fragments, and two geometries of one
     # molecule (same InChIKey) are two routing questions, so neither is rejected here.
     builder = BuildWorkChain.get_builder_from_protocol(
-        records, 'fast', overrides={'basis': basis, 'allow_fragments': True, 'deduplicate': False}
+        records, 'fast', overrides={'parameters': {'basis': basis, 'allow_fragments': True, 'deduplicate': False}}
     )
     _, build = run_get_node(builder)
     built = BuildWorkChain.built_structures(build)
@@ -85,7 +85,7 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
         log(f'[yellow]rejected {entry["id"]} ({entry["kind"]}): {entry["reason"]}')
     if not built:
         raise click.ClickException(f'no structure could be built (BuildWorkChain<{build.pk}>: {build.exit_message})')
-    structures = {f'mol_{index:04d}': structure for index, (_, structure) in enumerate(sorted(built.items()))}
+    structures = dict(sorted(built.items()))  # link labels made from the user's ids by the build
     log(f'Features and routing for {len(structures)} molecules on {code.computer.label} ...')
     start = time.perf_counter()
     _, node = run_get_node(

@@ -27,7 +27,7 @@ class PyscfBatchParser(PyscfParserBase):
         if 'error' in results:  # the runner refused its input: nothing ran
             return self.exit_codes.ERROR_PYSCF_EXCEPTION.format(message=failure_message(results))
 
-        frozen_core = self.frozen_core()
+        level_label = self.level_label()
         versions = results.get('versions', {})
         failures: dict[str, dict] = {}
         keys = list(self.node.inputs.structures.keys())
@@ -44,7 +44,7 @@ class PyscfBatchParser(PyscfParserBase):
                 }
             status = result.get('status', 'error')
             if status == 'ok':
-                parameters, forces = convert_result(result, versions, frozen_core)
+                parameters, forces = convert_result(result, versions, level_label)
                 self.out(f'parameters.{key}', orm.Dict(parameters))
                 if forces is not None:
                     self.out(f'forces.{key}', forces_node(forces))

@@ -26,6 +26,7 @@ __all__ = (
 )
 
 from ..units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
+
 ENERGY_KEYS = (
     'scf_energy', 'mp2_correlation_energy', 'ccsd_correlation_energy', 'ccsd_t_correction', 'total_energy',
     'homo', 'lumo', 'homo_lumo_gap',
@@ -46,19 +47,12 @@ STATUS_EXIT_CODES = {
 }
 
 
-def level_of_theory(result: t.Mapping[str, t.Any], frozen_core: bool) -> str:
-    """Return a label such as ``CCSD(T)(fc)/cc-pvdz`` or ``B3LYP/def2-svp``."""
-    name = (result.get('xc') or 'dft') if result.get('method') == 'dft' else str(result.get('method', '?'))
-    correlated = result.get('method') in ('mp2', 'ccsd', 'ccsd(t)')
-    return f'{name.upper()}{"(fc)" if frozen_core and correlated else ""}/{result.get("basis")}'
-
-
 def convert_result(
-    result: t.Mapping[str, t.Any], versions: t.Mapping[str, t.Any], frozen_core: bool = False
+    result: t.Mapping[str, t.Any], versions: t.Mapping[str, t.Any], level_label: str
 ) -> tuple[dict[str, t.Any], np.ndarray | None]:
     """Return ``(parameters, forces)`` of one structure's runner result: energies in eV, forces in eV/Å or ``None``.
 
-    :param frozen_core: whether the frozen-core approximation was asked for (it enters the ``level_of_theory`` label).
+    :param level_label: the canonical label of the level the job ran (:attr:`LevelOfTheory.label`).
     """
     parameters: dict[str, t.Any] = {key: result[key] for key in PLAIN_KEYS if result.get(key) is not None}
     for key in ENERGY_KEYS:
@@ -68,7 +62,7 @@ def convert_result(
     if result.get('features') is not None:  # the features mode of method selection (mlqm.features.batch)
         parameters['features'] = dict(result['features'])
         parameters['features_units'] = FEATURES_UNITS
-    parameters['level_of_theory'] = level_of_theory(result, frozen_core)
+    parameters['level_of_theory'] = level_label
     parameters['timings'] = dict(result.get('timings', {}))
     parameters['timings_units'] = 's'
     parameters['versions'] = dict(versions)
@@ -133,12 +127,12 @@ class PyscfParserBase(Parser):
             if not isinstance(results, dict) or not isinstance(results.get('structures'), dict):
                 raise ValueError('no `structures` object at the top level')  # noqa: TRY004
         except ValueError as exception:  # json.JSONDecodeError is a ValueError
-            return self.scheduler_or(self.exit_codes.ERROR_OUTPUT_RESULTS_UNREADABLE.format(exception=str(exception)))
+            return self.scheduler_or(self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(exception=str(exception)))
         return results
 
-    def frozen_core(self) -> bool:
-        """Whether the job asked for the frozen-core approximation."""
-        return bool(self.node.inputs.parameters.get_dict().get('frozen_core', False))
+    def level_label(self) -> str:
+        """The canonical label of what the job computed, as its CalcJob class names it."""
+        return self.node.process_class.get_level(self.node.inputs.parameters.get_dict()).label
 
     def exit_code_for(self, status: str, result: t.Mapping[str, t.Any]) -> ExitCode:
         """Return the ``mlqm.pyscf`` exit code for a failed structure's status."""
@@ -170,7 +164,7 @@ class PyscfParser(PyscfParserBase):
             return self.scheduler_or(
                 self.exit_codes.ERROR_STRUCTURE_MISSING_FROM_RESULTS.format(keys=PyscfCalculation.STRUCTURE_KEY)
             )
-        parameters, forces = convert_result(result, results.get('versions', {}), self.frozen_core())
+        parameters, forces = convert_result(result, results.get('versions', {}), self.level_label())
         self.out('parameters', orm.Dict(parameters))
         status = result.get('status', 'error')
         if status == 'ok':

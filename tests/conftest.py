@@ -6,7 +6,6 @@ outside CI it is skipped with the command that starts the service.
 """
 from __future__ import annotations
 
-
 import pytest
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
@@ -17,11 +16,36 @@ from service_fixtures import IN_CI, require_service  # noqa: E402,F401
 
 
 @pytest.fixture(scope='session')
+def make_structure():
+    """The one factory of test molecules: an unstored non-periodic ``StructureData`` with attributes.
+
+    ``atoms`` is a G2 name (``'H2O'``: :func:`aiida_mlqm.provenance.structures.g2_structure`, charge 0 and the G2
+    multiplicity) or ``[(symbol, (x, y, z)), ...]`` in Å. Keyword arguments become attributes (``charge=-1``, ``multiplicity=3``, ``name='water'``) and override the
+    G2 ones.
+    """
+    from aiida import orm
+    from aiida_mlqm.provenance.structures import g2_structure
+
+    def factory(atoms, **attributes):
+        if isinstance(atoms, str):
+            structure, atoms = g2_structure(atoms), ()
+        else:
+            structure = orm.StructureData(cell=[[20.0, 0, 0], [0, 20.0, 0], [0, 0, 20.0]], pbc=(False, False, False))
+        for symbol, position in atoms:
+            structure.append_atom(symbols=symbol, position=position)
+        for key, value in attributes.items():
+            structure.base.attributes.set(key, value)
+        return structure
+
+    return factory
+
+
+@pytest.fixture(scope='session')
 def mlqm_localhost(aiida_profile):
     """The ``localhost`` computer as ``mlqm setup`` makes it (core.direct, core.local, zero poll interval)."""
-    from aiida_mlqm.services.profiles import ensure_localhost_computer
-
     import tempfile
+
+    from aiida_mlqm.services.profiles import ensure_localhost_computer
 
     return ensure_localhost_computer('localhost-mlqm', workdir=tempfile.mkdtemp(prefix='mlqm-work-'))
 

@@ -2,9 +2,9 @@
 
 Usage::
 
-    from aiida_mlqm.provenance.readers import read_smiles_file
+    from aiida_mlqm.chemistry.readers import read_smiles_file
     from aiida_mlqm.workflows.build import BuildWorkChain
-    builder = BuildWorkChain.get_builder_from_protocol(read_smiles_file('drugs.smi'), overrides={'num_conformers': 5})
+    builder = BuildWorkChain.get_builder_from_protocol(read_smiles_file('drugs.smi'), overrides={'parameters': {'num_conformers': 5}})
     results, node = aiida.engine.run_get_node(builder)   # results['structures'][key], results['rejected']
     structures = BuildWorkChain.built_structures(node)   # the same, also with return_structures: false (protocol fast)
 
@@ -15,7 +15,7 @@ so one calcfunction per molecule (``molecules_per_calculation: 1``) gives the fi
 own time; per structure, AiiDA's validation of its CREATE link (two queries, ~18 ms) and the node store (~9 ms inside a
 transaction) remain, against ~25 ms of RDKit embedding for a drug-like molecule.
 
-The chemistry lives in :mod:`.build_chemistry` and :mod:`.build_sampling`, the calcfunctions that make every node in
+The chemistry lives in :mod:`aiida_mlqm.chemistry` and :mod:`.build_sampling`, the calcfunctions that make every node in
 :mod:`.build_functions`, the tunables in :mod:`.build_parameters` and ``protocols/build.yaml``.
 """
 
@@ -24,17 +24,24 @@ from __future__ import annotations
 import typing as t
 
 from aiida import orm
-from aiida.common.links import LinkType
 from aiida.engine import ExitCode, WorkChain, if_, while_
 from aiida.manage import get_manager
 
-from ..provenance.readers import to_library
+from ..chemistry.readers import Record, jsonable_positions
+from ..exit_codes import declare
 from .build_functions import build_structures, collect_rejections, sample_configurations, validate_library
-from .build_parameters import get_protocol_parameters, parse_parameters
+from .build_parameters import parse_parameters
+from .protocol import ProtocolMixin
 
 
-def _default_parameters() -> orm.Dict:
-    return orm.Dict(get_protocol_parameters())
+def to_library(records: t.Iterable[Record]):
+    """A ``List`` node of records (the input of ``mlqm.build``), with non-finite positions made storable."""
+    cleaned = []
+    for record in records:
+        if isinstance(record, dict) and 'positions' in record:
+            record = {**record, 'positions': jsonable_positions(record['positions'])}
+        cleaned.append(record)
+    return orm.List(cleaned)
 
 
 def validate_parameters_port(value, _ctx=None) -> str | None:
@@ -49,12 +56,14 @@ def validate_parameters_port(value, _ctx=None) -> str | None:
 
 def validate_library_port(value, _ctx=None) -> str | None:
     if value is not None and not all(isinstance(item, dict) for item in value.get_list()):
-        return 'every library entry must be a record (dict); build the list with aiida_mlqm.provenance.readers'
+        return 'every library entry must be a record (dict); build the list with aiida_mlqm.chemistry.readers'
     return None
 
 
-class BuildWorkChain(WorkChain):
+class BuildWorkChain(ProtocolMixin, WorkChain):
     """Turn each library entry into a ``StructureData`` (or reject it with a reason), then optionally sample it."""
+
+    _protocol_name = 'build'
 
     @classmethod
     def define(cls, spec):
@@ -63,12 +72,12 @@ class BuildWorkChain(WorkChain):
             'library',
             valid_type=orm.List,
             validator=validate_library_port,
-            help='Molecule records from aiida_mlqm.provenance.readers (one dict per entry).',
+            help='Molecule records from aiida_mlqm.chemistry.readers (one dict per entry).',
         )
         spec.input(
             'parameters',
             valid_type=orm.Dict,
-            default=_default_parameters,
+            default=lambda: orm.Dict(cls.get_protocol_inputs()['parameters']),
             validator=validate_parameters_port,
             help='Build parameters (see workflows/protocols/build.yaml); unknown keys are rejected.',
         )
@@ -96,18 +105,7 @@ class BuildWorkChain(WorkChain):
             valid_type=orm.Dict,
             help='Rejected entries: {"entries": [{"id", "kind", "reason", "source"}], "count", "total"}.',
         )
-        spec.exit_code(210, 'ERROR_EMPTY_LIBRARY', message='The library has no entries: check the input files.')
-        spec.exit_code(
-            211,
-            'ERROR_NO_VALID_ENTRIES',
-            message='None of the {total} entries could be built; the `rejected` output names the reason '
-            'of each (first: {first}).',
-        )
-        spec.exit_code(
-            701,
-            'WARNING_SAMPLING_INCOMPLETE',
-            message='Configurations could not be sampled for {count} structure(s): {names}.',
-        )
+        declare(spec, 'ERROR_EMPTY_LIBRARY', 'ERROR_NO_VALID_ENTRIES', 'WARNING_SAMPLING_INCOMPLETE')
 
     @classmethod
     def get_builder_from_protocol(
@@ -118,12 +116,15 @@ class BuildWorkChain(WorkChain):
     ):
         """A builder with the protocol's parameters and ``overrides`` merged in; unknown override keys raise.
 
-        :param library: records (see :mod:`aiida_mlqm.provenance.readers`) or a ``List`` of them.
-        :param overrides: parameter keys to change, e.g. ``{'num_conformers': 5, 'configurations': {'number': 10}}``.
+        :param library: records (see :mod:`aiida_mlqm.chemistry.readers`) or a ``List`` of them.
+        :param overrides: nested as the ports, e.g. ``{'parameters': {'num_conformers': 5, 'configurations':
+            {'number': 10}}}``.
+        :raises ValueError: an unknown protocol or override key, or a value the parameter model refuses.
         """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         builder.library = library if isinstance(library, orm.List) else to_library(library)
-        builder.parameters = orm.Dict(get_protocol_parameters(protocol, overrides))
+        builder.parameters = orm.Dict(parse_parameters(inputs['parameters']).model_dump())
         return builder
 
     @staticmethod
@@ -210,8 +211,10 @@ class BuildWorkChain(WorkChain):
                 outputs = sample_configurations(
                     structure, self.inputs.parameters, metadata={'call_link_label': f'sample_{key}'}
                 )
-            if not outputs:
+            if 'failure' in outputs:
                 failed.append(key)
+                self.report(f'sample_{key}: {outputs["failure"]["reason"]}')
+                continue
             if self.ctx.return_structures:
                 for label, node in outputs.items():
                     self.out(f'configurations.{key}_{label.rsplit("_", 1)[-1]}', node)
@@ -220,10 +223,6 @@ class BuildWorkChain(WorkChain):
     def finalize(self):
         failed = self.ctx.get('sampling_failed', [])
         if failed:
-            calcs = self.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all()
-            for link in calcs:
-                if link.link_label.startswith('sample_') and not link.node.is_finished_ok:
-                    self.report(f'{link.link_label}: {link.node.exit_message}')
             return self.exit_codes.WARNING_SAMPLING_INCOMPLETE.format(count=len(failed), names=', '.join(failed[:10]))
         return ExitCode(0)
 

@@ -13,9 +13,12 @@ import zlib
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ExitCode, calcfunction
+from aiida.engine import calcfunction
 
-from . import build_chemistry as chem
+from ..chemistry import entries as chem
+from ..chemistry.geometry import check_coordinates, point_group
+from ..chemistry.molecule import Rejection, default_multiplicity
+from ..chemistry.smiles import embed_conformers, with_hydrogens
 from . import build_sampling as sampling
 from .build_parameters import parse_parameters
 
@@ -70,11 +73,11 @@ def _rejected_dict(entries: list[dict], total: int) -> orm.Dict:
 def check_entry(record, parameters) -> dict:
     """Run every check that needs no RDKit embedding and return the normalised record for the build step.
 
-    :raises build_chemistry.Rejection: with the kind and reason of the first failed check.
+    :raises Rejection: with the kind and reason of the first failed check.
     """
     if not isinstance(record, dict) or record.get('kind') not in {'smiles', 'geometry'} or not record.get('id'):
-        raise chem.Rejection(
-            'invalid_record', 'an entry needs `id` and `kind` (smiles or geometry); use provenance.readers'
+        raise Rejection(
+            'invalid_record', 'an entry needs `id` and `kind` (smiles or geometry); use aiida_mlqm.chemistry.readers'
         )
     if record['kind'] == 'smiles':
         prepared, _ = chem.prepare_smiles(record, basis=parameters.basis, allow_fragments=parameters.allow_fragments)
@@ -111,7 +114,7 @@ def validate_library(library: orm.List, parameters: orm.Dict) -> dict:
     for record in records:
         try:
             entry = check_entry(record, params)
-        except chem.Rejection as rejection:
+        except Rejection as rejection:
             rejected.append(_rejection(record, rejection.kind, rejection.message))
             continue
         identity = (entry['inchikey'], entry['charge'], entry['multiplicity'])
@@ -142,7 +145,7 @@ def build_structures(entries: orm.List, parameters: orm.Dict) -> dict:
     for entry in entries.get_list():
         try:
             outputs.update(_build_entry(entry, params))
-        except chem.Rejection as rejection:
+        except Rejection as rejection:
             rejected.append(_rejection(entry, rejection.kind, rejection.message))
     if rejected:
         outputs['rejected'] = _rejected_dict(rejected, len(entries))
@@ -157,15 +160,13 @@ def _build_entry(entry: dict, params) -> dict:
     if entry['kind'] == 'geometry':
         symbols = entry['symbols']
         geometries = [
-            (chem.check_coordinates(symbols, entry['positions'], min_distance=params.min_distance), None, None)
+            (check_coordinates(symbols, entry['positions'], min_distance=params.min_distance), None, None)
         ]
         force_field = None
     else:
-        from rdkit import Chem
-
-        mol_h = Chem.AddHs(chem.parse_smiles(entry['smiles']))
+        _, mol_h = with_hydrogens(entry['smiles'])
         symbols = [atom.GetSymbol() for atom in mol_h.GetAtoms()]
-        conformers, force_field = chem.embed_conformers(
+        conformers, force_field = embed_conformers(
             mol_h,
             num_conformers=params.num_conformers,
             seed=params.seed,
@@ -177,7 +178,7 @@ def _build_entry(entry: dict, params) -> dict:
             conformers = conformers[:1]
         geometries = []
         for conformer in conformers:  # a force field can pull atoms together; such a conformer must not be stored
-            positions = chem.check_coordinates(symbols, conformer.positions, min_distance=params.min_distance)
+            positions = check_coordinates(symbols, conformer.positions, min_distance=params.min_distance)
             geometries.append((positions, conformer.energy_ev, conformer.converged))
 
     outputs = {}
@@ -188,7 +189,7 @@ def _build_entry(entry: dict, params) -> dict:
         if entry['kind'] == 'smiles':
             extra['conformer_index'] = index
         if 0 < len(symbols) <= params.point_group_max_atoms:
-            extra['point_group'] = chem.point_group(symbols, positions)
+            extra['point_group'] = point_group(symbols, positions)
         label = entry['key'] if params.conformers == 'lowest' else f'{entry["key"]}_c{index:02d}'
         outputs[label] = make_structure(symbols, positions, {**attributes, **extra})
     return outputs
@@ -220,14 +221,15 @@ def sampling_seed(seed: int, structure: orm.StructureData) -> list[int]:
 def sample_configurations(structure: orm.StructureData, parameters: orm.Dict) -> dict:
     """Distorted geometries of ``structure`` (``configuration_NNN``), each with the parent's charge and multiplicity.
 
-    Returns exit status 520 with the reason (and no outputs) when no Hessian or no acceptable draw can be made.
+    When no Hessian or no acceptable draw can be made, the only output is ``failure`` (Dict ``{'reason': ...}``):
+    the calcfunction still finishes, and the chain reports the structure in ``WARNING_SAMPLING_INCOMPLETE``.
     """
     params = parse_parameters(parameters.get_dict())
     config, min_distance = params.configurations, params.min_distance
     symbols, positions = structure_arrays(structure)
     attributes = structure.base.attributes
     charge = int(attributes.get('charge', 0))
-    multiplicity = int(attributes.get('multiplicity', chem.default_multiplicity(symbols, charge)))
+    multiplicity = int(attributes.get('multiplicity', default_multiplicity(symbols, charge)))
     rng = np.random.default_rng(sampling_seed(config.seed, structure))
 
     method = config.method
@@ -262,7 +264,7 @@ def sample_configurations(structure: orm.StructureData, parameters: orm.Dict) ->
                 symbols, positions, number=config.number, sigma=config.displacement, rng=rng, min_distance=min_distance
             )
     except sampling.HessianError as exception:
-        return ExitCode(520, f'no configurations for {attributes.get("name", structure.uuid)}: {exception}')
+        return {'failure': orm.Dict({'reason': f'no configurations for {attributes.get("name", structure.uuid)}: {exception}'})}
 
     inherited = {key: attributes.get(key, None) for key in STRUCTURE_ATTRIBUTES}
     inherited.update(charge=charge, multiplicity=multiplicity)

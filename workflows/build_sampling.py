@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .build_chemistry import KCAL_PER_MOL_TO_EV, Rejection, check_coordinates, mol_from_geometry
+from ..chemistry.geometry import check_coordinates, mol_from_geometry
+from ..chemistry.molecule import Rejection
+from ..chemistry.smiles import KCAL_PER_MOL_TO_EV
 
 BOLTZMANN_EV_PER_K = 8.617333262e-5
 from ..units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
+
 #: (eV / Å^2 / amu) per (cm^-1)^2: omega^2 of a mode of wavenumber 1 cm^-1 in the units of the mass-weighted Hessian.
 WAVENUMBER2_TO_EIGENVALUE = 1.0 / 521.47091**2
 

@@ -160,8 +160,8 @@ class LibraryConfig(_Section):
         return self
 
     def read(self, root: pathlib.Path) -> list[dict[str, t.Any]]:
-        """Library records for ``mlqm.build`` (raises ``provenance.readers.LibraryError`` on an unreadable file)."""
-        from ..provenance.readers import read_library
+        """Library records for ``mlqm.build`` (raises ``chemistry.readers.LibraryError`` on an unreadable file)."""
+        from ..chemistry.readers import read_library
 
         paths = {
             name: str((root / value).resolve()) if value else None
@@ -344,13 +344,13 @@ def load_config(path: str | pathlib.Path) -> CampaignConfig:
 
 def validate_levels(config: CampaignConfig) -> None:
     """Check each level against the PySCF job's allow-lists (method, basis, functional) before anything is stored."""
-    from ..calcjobs.parameters import ParameterError, validate_parameters
+    from ..chemistry.level import LevelOfTheory, ParameterError
 
     for name in ('cheap', 'expensive'):
         level = getattr(config.levels, name)
         if level is None:
             continue
         try:
-            validate_parameters(level.parameters())
+            LevelOfTheory.parse(level.parameters())
         except ParameterError as exception:
             raise CampaignConfigError(f'levels.{name}.level {level.level!r}: {exception}') from None

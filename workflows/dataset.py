@@ -1,7 +1,9 @@
 """Calcfunctions that assemble ``DatasetData`` nodes from labelled structures.
 
-The inputs of each calcfunction are the per-structure result nodes themselves, so the provenance graph links every
-row of a dataset to the calculation that produced its label (``dataset -> assemble -> parameters -> calculation``).
+The inputs of each calcfunction are the per-structure result nodes and the structures themselves, so the provenance
+graph links every row of a dataset to its geometry and to the calculation that produced its label
+(``structure -> assemble -> dataset`` and ``calculation -> parameters -> assemble``), and the calcfunction reads only
+what it was given.
 """
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import re
 
 import numpy as np
 from aiida import orm
-from aiida.common.links import LinkType
 from aiida.engine import calcfunction
 
+from ..chemistry.level import canonical_label
 from ..provenance.dataset import DatasetData, Frame
 
 ROLES = ('parameters', 'forces', 'structure')
@@ -21,26 +23,17 @@ ROLES = ('parameters', 'forces', 'structure')
 ASSEMBLE_CHUNK = 25
 
 
-def level_of_theory(parameters: dict) -> str:
-    """A short, stable label of a level of theory, e.g. ``ccsd(t)/cc-pvdz`` or ``b3lyp/6-31g*``."""
-    method = str(parameters.get('method', 'hf')).lower()
-    basis = str(parameters.get('basis', '')).lower()
-    if method in {'dft', 'rks', 'uks', 'roks'}:
-        method = str(parameters.get('xc', 'dft')).lower()
-    if parameters.get('frozen_core') and method in {'mp2', 'ccsd', 'ccsd(t)'}:
-        method = f'{method}-fc'
-    return f'{method}/{basis}'
-
-
 def check_key(key: str) -> str:
     if not re.fullmatch(r'[A-Za-z0-9]+(_[A-Za-z0-9]+)*', key):
         raise ValueError(f'structure key {key!r} must be letters and digits joined by single underscores')
     return key
 
 
-def label_inputs(key: str, parameters: orm.Dict, forces: orm.ArrayData | None) -> dict:
+def label_inputs(
+    key: str, structure: orm.StructureData, parameters: orm.Dict, forces: orm.ArrayData | None
+) -> dict:
     """The :func:`assemble_dataset` inputs for one labelled structure, under link labels derived from ``key``."""
-    inputs = {f'parameters_{check_key(key)}': parameters}
+    inputs = {f'structure_{check_key(key)}': structure, f'parameters_{key}': parameters}
     if forces is not None:
         inputs[f'forces_{key}'] = forces
     return inputs
@@ -56,19 +49,6 @@ def _group_by_key(nodes: dict) -> dict[str, dict]:
     return grouped
 
 
-def structure_of_result(result: orm.Data) -> orm.StructureData:
-    """The input structure of the calculation that created ``result``.
-
-    A ``mlqm.pyscf`` result comes from a job with one ``structure``; a ``mlqm.pyscf.batch`` result is linked as
-    ``parameters__<key>`` and its structure is the job's input ``structures__<key>``.
-    """
-    calculation = result.creator
-    label = result.base.links.get_incoming(link_type=LinkType.CREATE).one().link_label
-    _, _, key = label.partition('__')
-    structure_label = f'structures__{key}' if key else 'structure'
-    return calculation.base.links.get_incoming(link_label_filter=structure_label).one().node
-
-
 @calcfunction
 def assemble_dataset(**nodes) -> DatasetData:
     """Collect labelled structures into one ``DatasetData``.
@@ -79,11 +59,10 @@ def assemble_dataset(**nodes) -> DatasetData:
     """
     frames = []
     for key, group in sorted(_group_by_key(nodes).items()):
-        result = group['parameters']
+        structure, result = group['structure'], group['parameters']
         values = result.get_dict()
         if values.get('total_energy_units', 'eV') != 'eV':
             raise ValueError(f'{key}: total energy in {values["total_energy_units"]}, expected eV')
-        structure = structure_of_result(result)
         forces = group['forces'].get_array('forces') if 'forces' in group else None
         frames.append(
             Frame(
@@ -93,7 +72,7 @@ def assemble_dataset(**nodes) -> DatasetData:
                 forces=forces,
                 charge=int(values.get('charge', 0)),
                 multiplicity=int(values.get('multiplicity', 1)),
-                level=level_of_theory(values),
+                level=values['level_of_theory'],
                 source_uuid=result.creator.uuid,
                 structure_uuid=structure.uuid,
                 result_uuid=result.uuid,
@@ -109,7 +88,8 @@ def merge_datasets(**parts) -> DatasetData:
 
 
 def assemble_in_chunks(labelled: dict[str, dict], *, label: str = 'assemble_dataset') -> DatasetData:
-    """Assemble ``{key: {'parameters': Dict, 'forces': ArrayData | None}}`` with one calcfunction per chunk.
+    """Assemble ``{key: {'structure': StructureData, 'parameters': Dict, 'forces': ArrayData | None}}``, one
+    calcfunction per chunk.
 
     :returns: the dataset; with more than :data:`ASSEMBLE_CHUNK` structures, the output of :func:`merge_datasets`.
     """
@@ -119,7 +99,8 @@ def assemble_in_chunks(labelled: dict[str, dict], *, label: str = 'assemble_data
     for index, chunk in enumerate(chunks):
         inputs = {}
         for key in chunk:
-            inputs.update(label_inputs(key, labelled[key]['parameters'], labelled[key].get('forces')))
+            row = labelled[key]
+            inputs.update(label_inputs(key, row['structure'], row['parameters'], row.get('forces')))
         call_label = label if len(chunks) == 1 else f'{label}_{index:03d}'
         parts.append(assemble_dataset(**inputs, metadata={'call_link_label': call_label}))
     if len(parts) == 1:
@@ -157,7 +138,7 @@ def dataset_from_aiida_pyscf(**nodes) -> DatasetData:
         structure_inputs = inputs.get('structure', {})
         method = str(mf_inputs.get('method', 'RHF')).lower()
         basis = structure_inputs.get('basis', 'sto-3g')
-        level = level_of_theory({'method': 'dft' if 'ks' in method else method, 'xc': mf_inputs.get('xc'), 'basis': basis})
+        level = canonical_label('dft' if 'ks' in method else method, basis, mf_inputs.get('xc'))
         charge = int(structure_inputs.get('charge', 0))
         spin = int(structure_inputs.get('spin', 0))
         forces = mean_field.get('forces')

@@ -23,6 +23,8 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 from aiida.plugins import CalculationFactory, DataFactory
 
+from ..exit_codes import declare
+
 FeaturesBatchCalculation = CalculationFactory('mlqm.features.batch')
 PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
 ModelData = DataFactory('mlqm.model')
@@ -48,7 +50,7 @@ def validate_inputs(inputs, _):
     from pydantic import ValidationError
 
     from ..calcjobs.features import validate_feature_parameters
-    from ..calcjobs.parameters import ParameterError
+    from ..chemistry.level import ParameterError
 
     structures = inputs.get('structures', {})
     if not structures:
@@ -237,8 +239,13 @@ class MethodSelectionWorkChain(WorkChain):
         spec.output('classifier', valid_type=ModelData, required=False, help='The classifier after calibration.')
         spec.output_namespace('diagnostics', valid_type=orm.Dict, dynamic=True, required=False,
                               help='CCSD(T) diagnostics and MR label of the molecules calibration computed.')  # fmt: skip
-        spec.exit_code(430, 'ERROR_ALL_FEATURES_FAILED', message='The features job failed for every molecule: {summary}')
-        spec.exit_code(710, 'WARNING_SOME_FEATURES_FAILED', message='{count} of {total} molecules have no features.')
+        declare(
+            spec,
+            'ERROR_ALL_STRUCTURES_FAILED',
+            'WARNING_SOME_STRUCTURES_FAILED',
+            ERROR_ALL_STRUCTURES_FAILED='The features job failed for every molecule: {summary}',
+            WARNING_SOME_STRUCTURES_FAILED='{failed} of {total} molecules have no features.',
+        )
 
     def setup(self):
         keys = sorted(self.inputs.structures)
@@ -283,7 +290,7 @@ class MethodSelectionWorkChain(WorkChain):
                     self.ctx.failed[key] = {'status': failure['status'], 'message': failure['message']}
         if not self.ctx.features:
             summary = '; '.join(f'{k}: {v["message"]}' for k, v in list(self.ctx.failed.items())[:5])
-            return self.exit_codes.ERROR_ALL_FEATURES_FAILED.format(summary=summary)
+            return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED.format(summary=summary)
         return None
 
     def route(self):
@@ -410,8 +417,8 @@ class MethodSelectionWorkChain(WorkChain):
             self.out('classifier', orm.load_node(self.ctx.classifier))
         if self.ctx.failed:
             self.out('failed', _failed_dict(orm.Dict(self.ctx.failed)))
-            return self.exit_codes.WARNING_SOME_FEATURES_FAILED.format(
-                count=len(self.ctx.failed), total=len(self.inputs.structures)
+            return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(
+                failed=len(self.ctx.failed), total=len(self.inputs.structures)
             )
         return None
 

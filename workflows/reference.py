@@ -13,14 +13,22 @@ exit status 710 instead of failing, so one bad molecule never sinks a campaign.
 """
 from __future__ import annotations
 
+import typing as t
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
-from .batching import estimate_cost_seconds, plan_batches
+from ..calcjobs.batch import is_structure_key
+from ..calcjobs.molecule import structure_to_runner_entry
+from ..chemistry.level import LevelOfTheory, ParameterError
+from ..chemistry.molecule import Rejection
+from ..exit_codes import declare
+from .batching import plan_batches
 from .dataset import assemble_in_chunks
+from .protocol import ProtocolMixin, protocol_level
 
 PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
 PyscfBaseWorkChain = WorkflowFactory('mlqm.pyscf.base')
@@ -31,11 +39,21 @@ def validate_inputs(inputs, _):
     structures = inputs.get('structures', {})
     if not structures:
         return 'no structures given: pass at least one StructureData in the `structures` namespace'
-    from ..calcjobs.parameters import ParameterError, validate_parameters
-
+    bad_keys = [key for key in structures if not is_structure_key(key)]
+    if bad_keys:
+        shown = ', '.join(repr(key if len(key) <= 40 else key[:37] + '...') for key in bad_keys[:3])
+        return (
+            f'structure keys {shown} are not identifiers of letters, digits and single underscores of at most 80 '
+            'characters: rename them (aiida_mlqm.workflows.build_functions.link_key makes such keys from any id)'
+        )
+    for key, structure in structures.items():
+        for name in ('charge', 'multiplicity'):
+            value = structure.base.attributes.get(name, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                return f'structure {key!r}: the `{name}` attribute is {value!r} ({type(value).__name__}), not an integer'
     elements = {symbol for structure in structures.values() for symbol in structure.get_symbols_set()}
     try:
-        validate_parameters(inputs['parameters'].get_dict(), elements)
+        LevelOfTheory.parse(inputs['parameters'].get_dict(), elements)
     except ParameterError as exception:
         return f'invalid `parameters`: {exception}'
     batch = inputs.get('batch', {})
@@ -45,13 +63,21 @@ def validate_inputs(inputs, _):
 
 
 @calcfunction
-def collect_failures(summary: orm.Dict, **batch_failures: orm.Dict) -> orm.Dict:
-    """The ``failed`` output: one entry per structure that could not be labelled, with status and message.
+def collect_failures(outcomes: orm.Dict, **batch_failures: orm.Dict) -> orm.Dict:
+    """The ``failed`` output: one entry per structure that could not be labelled.
 
-    ``summary`` is the chain's final account (after retries); the batch jobs' own ``failures`` outputs are inputs too,
-    so the graph links each entry to the job where the structure first failed.
+    :param outcomes: ``{key: {'status', 'message', ...}}``: what the chain concluded for each structure (set aside
+        before batching, failed in a batch and not retried, or failed again in its retry).
+    :param batch_failures: the ``failures`` output of each batch job, by batch label; a structure that failed in a batch
+        gets ``batch`` (the label) and ``batch_failure`` (that job's status, message and exit code) from them.
     """
-    return orm.Dict(summary.get_dict())
+    first = {key: (label, failure) for label, node in batch_failures.items() for key, failure in node.get_dict().items()}
+    failed = {}
+    for key, outcome in outcomes.get_dict().items():
+        failed[key] = dict(outcome)
+        if key in first:
+            failed[key]['batch'], failed[key]['batch_failure'] = first[key]
+    return orm.Dict(failed)
 
 
 @calcfunction
@@ -60,8 +86,11 @@ def parameters_for_structure(parameters: orm.Dict, molecular_states: orm.Dict, k
     return orm.Dict({**parameters.get_dict(), **molecular_states.get_dict()[key.value]})
 
 
-class ReferenceWorkChain(WorkChain):
+class ReferenceWorkChain(ProtocolMixin, WorkChain):
     """Compute reference energies (and forces) of many structures at one level of theory, in batches."""
+
+    _protocol_name = 'reference'
+    _open_override_keys = ('parameters',)
 
     @classmethod
     def define(cls, spec):
@@ -90,35 +119,35 @@ class ReferenceWorkChain(WorkChain):
         spec.input(
             'batch.max_structures',
             valid_type=orm.Int,
-            default=lambda: orm.Int(50),
+            default=lambda: orm.Int(cls.get_default_input('batch.max_structures')),
             serializer=orm.to_aiida_type,
             help='Most structures in one batch job.',
         )
         spec.input(
             'batch.target_seconds',
             valid_type=orm.Float,
-            default=lambda: orm.Float(1800.0),
+            default=lambda: orm.Float(cls.get_default_input('batch.target_seconds')),
             serializer=orm.to_aiida_type,
             help='Estimated run time to aim for per batch job; expensive structures get smaller batches.',
         )
         spec.input(
             'retry_failed',
             valid_type=orm.Bool,
-            default=lambda: orm.Bool(True),
+            default=lambda: orm.Bool(cls.get_default_input('retry_failed')),
             serializer=orm.to_aiida_type,
             help='Retry structures that failed in a batch one by one through the `mlqm.pyscf.base` restart chain.',
         )
         spec.input(
             'max_restarts',
             valid_type=orm.Int,
-            default=lambda: orm.Int(4),
+            default=lambda: orm.Int(cls.get_default_input('max_restarts')),
             serializer=orm.to_aiida_type,
             help='`max_iterations` of each restart chain.',
         )
         spec.input(
             'clean_workdir',
             valid_type=orm.Bool,
-            default=lambda: orm.Bool(False),
+            default=lambda: orm.Bool(cls.get_default_input('clean_workdir')),
             serializer=orm.to_aiida_type,
             help='Clean the remote folders of all jobs when the chain terminates.',
         )
@@ -135,34 +164,67 @@ class ReferenceWorkChain(WorkChain):
         )
         spec.output('dataset', valid_type=orm.Data, required=False, help='DatasetData of all labelled structures.')
         spec.output('failed', valid_type=orm.Dict, required=False, help='Structures that could not be labelled, why.')
-        spec.exit_code(
-            420,
+        declare(
+            spec,
             'ERROR_ALL_STRUCTURES_FAILED',
-            message='No structure could be labelled; see the `failed` output and `verdi process report`.',
-        )
-        spec.exit_code(
-            710,
             'WARNING_SOME_STRUCTURES_FAILED',
-            message='{count} of {total} structures could not be labelled; they are listed in the `failed` output.',
+            ERROR_ALL_STRUCTURES_FAILED='No structure could be labelled; see the `failed` output and '
+            '`verdi process report`.',
+            WARNING_SOME_STRUCTURES_FAILED='{failed} of {total} structures could not be labelled; they are listed in '
+            'the `failed` output.',
         )
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structures: t.Mapping[str, orm.StructureData],
+        protocol: str | None = None,
+        overrides: t.Mapping[str, t.Any] | None = None,
+        options: t.Mapping[str, t.Any] | None = None,
+    ):
+        """A builder with the protocol's inputs, ``overrides`` merged in and the level validated for ``structures``.
+
+        :param overrides: inputs to change, nested as the ports, e.g. ``{'parameters': {'method': 'ccsd(t)', 'basis':
+            'cc-pvdz'}, 'batch': {'max_structures': 10}}``; a ``method`` replaces the protocol's method and
+            functional. Unknown keys raise :class:`~aiida_mlqm.workflows.protocol.ProtocolError`; a wrong level
+            raises :class:`~aiida_mlqm.chemistry.level.ParameterError`.
+        :param options: ``metadata.options`` of every job (resources, max_wallclock_seconds, queue_name, ...).
+        """
+        overrides = dict(overrides or {})
+        inputs = cls.get_protocol_inputs(protocol, {k: v for k, v in overrides.items() if k != 'parameters'})
+        elements = {symbol for structure in structures.values() for symbol in structure.get_symbols_set()}
+        level = protocol_level(inputs['parameters'], overrides.get('parameters', {}), elements)
+        builder = cls.get_builder()
+        builder.code = code
+        builder.structures = dict(structures)
+        builder.parameters = orm.Dict(level.as_parameters())
+        builder.batch = {
+            'max_structures': orm.Int(inputs['batch']['max_structures']),
+            'target_seconds': orm.Float(inputs['batch']['target_seconds']),
+        }
+        builder.retry_failed = orm.Bool(inputs['retry_failed'])
+        builder.max_restarts = orm.Int(inputs['max_restarts'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        if options:
+            builder.options = orm.Dict(dict(options))
+        return builder
 
     def setup(self):
         """Estimate costs and plan the batches; keep only JSON and stored nodes in the context."""
-        from ..calcjobs.parameters import validate_parameters
-
-        parameters = validate_parameters(self.inputs.parameters.get_dict())
+        level = LevelOfTheory.parse(self.inputs.parameters.get_dict())  # the object the validator made
         self.ctx.labelled = {}  # key -> {'parameters': pk, 'forces': pk | None}
         self.ctx.to_retry = {}  # key -> reason of the batch failure
         self.ctx.failed = {}  # key -> {'status', 'message', ...} for structures that failed for good
         costs = {}
         for key, structure in self.inputs.structures.items():
-            problem = self._molecule_problem(key, structure, parameters)
+            problem = self._molecule_problem(key, structure, level)
             if problem:
                 # One impossible molecule would fail the validation of its whole batch: set it aside here.
                 self.ctx.failed[key] = {'status': 'invalid_molecule', 'message': problem}
                 self.report(f'`{key}` is not computed: {problem}')
                 continue
-            costs[key] = estimate_cost_seconds(structure.get_ase().get_chemical_symbols(), parameters)
+            costs[key] = level.estimate_seconds(structure.get_ase().get_chemical_symbols())
         self.ctx.batches = plan_batches(
             costs,
             target_seconds=self.inputs.batch.target_seconds.value,
@@ -173,23 +235,15 @@ class ReferenceWorkChain(WorkChain):
             f'{len(costs)} structures in {len(self.ctx.batches)} batch job(s), estimated {estimate:.0f} s of compute'
         )
 
-    def _molecule_problem(self, key: str, structure: orm.StructureData, parameters: dict) -> str | None:
-        """Why this molecule cannot be computed with these parameters (charge, multiplicity, method), or ``None``.
-
-        :param parameters: the normalised parameters (:func:`~aiida_mlqm.calcjobs.parameters.validate_parameters`).
-        """
-        from ..calcjobs.molecule import MoleculeError, structure_to_runner_entry
-        from ..calcjobs.parameters import ParameterError, check_molecule_compatibility
-
+    def _molecule_problem(self, key: str, structure: orm.StructureData, level: LevelOfTheory) -> str | None:
+        """Why this molecule cannot be computed at ``level`` (charge, multiplicity, method), or ``None``."""
         state = self._states().get(key, {})
         try:
             entry = structure_to_runner_entry(
-                structure,
-                state.get('charge', parameters.get('charge')),
-                state.get('multiplicity', parameters.get('multiplicity')),
+                structure, state.get('charge', level.charge), state.get('multiplicity', level.multiplicity)
             )
-            check_molecule_compatibility(parameters, entry['multiplicity'])
-        except (MoleculeError, ParameterError) as exception:
+            level.check_molecule(entry['multiplicity'])
+        except (Rejection, ParameterError) as exception:
             return str(exception)
         return None
 
@@ -330,6 +384,7 @@ class ReferenceWorkChain(WorkChain):
 
         labelled = {
             key: {
+                'structure': self.inputs.structures[key],
                 'parameters': orm.load_node(pks['parameters']),
                 'forces': orm.load_node(pks['forces']) if pks['forces'] is not None else None,
             }
@@ -347,7 +402,7 @@ class ReferenceWorkChain(WorkChain):
             self.report(f'the dataset was already attached by an earlier run of this step: {dataset.pk} kept')
         self.report(f'labelled {len(self.ctx.labelled)} of {total} structures: {dataset}')
         if self.ctx.failed:
-            return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(count=len(self.ctx.failed), total=total)
+            return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(failed=len(self.ctx.failed), total=total)
         return None
 
     def on_terminated(self):

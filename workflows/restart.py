@@ -7,11 +7,16 @@ calcfunction, so the graph records which strategy produced the input of every re
 from __future__ import annotations
 
 import copy
+import typing as t
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunction, process_handler, while_
 from aiida.plugins import CalculationFactory
+
+from ..chemistry.level import LevelOfTheory
+from ..exit_codes import declare
+from .protocol import ProtocolMixin, protocol_level
 
 PyscfCalculation = CalculationFactory('mlqm.pyscf')
 
@@ -28,10 +33,12 @@ def update_parameters(parameters: orm.Dict, changes: orm.Dict) -> orm.Dict:
     return orm.Dict(merged)
 
 
-class PyscfBaseWorkChain(BaseRestartWorkChain):
+class PyscfBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Run a ``mlqm.pyscf`` calculation, restarting it with stronger settings when it fails in a recoverable way."""
 
     _process_class = PyscfCalculation
+    _protocol_name = 'pyscf_base'
+    _open_override_keys = ('pyscf.parameters',)
 
     defaults = AttributeDict(
         {
@@ -45,14 +52,11 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
             'cc_max_cycle_cap': 400,
             'cc_diis_space_step': 4,
             'cc_diis_space_cap': 24,
-            'cc_default_max_cycle': 50,
-            'cc_default_diis_space': 6,
             # Walltime: restart from the checkpoint with more time.
             'walltime_factor': 1.5,
             'default_walltime': 3600,
             # Memory: double PySCF's max_memory (MB) and the scheduler's request (kB) when one was set.
             'memory_factor': 2,
-            'default_max_memory_mb': 4000,
             'max_memory_cap_mb': 512_000,
             # Node failure: the job did nothing wrong; resubmit it unchanged this many times.
             'node_failure_retries': 2,
@@ -63,6 +67,8 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.expose_inputs(PyscfCalculation, namespace='pyscf')
+        spec.inputs['max_iterations'].default = lambda: orm.Int(cls.get_default_input('max_iterations'))
+        spec.inputs['clean_workdir'].default = lambda: orm.Bool(cls.get_default_input('clean_workdir'))
         spec.expose_outputs(PyscfCalculation)
         spec.outline(
             cls.setup,
@@ -72,30 +78,49 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
             ),
             cls.results,
         )
-        spec.exit_code(
-            310,
+        declare(
+            spec,
             'ERROR_UNRECOVERABLE_FAILURE',
-            message='The calculation failed with exit status {exit_status} ({exit_message}), which no handler can fix.',
-        )
-        spec.exit_code(
-            320, 'ERROR_JOB_CANCELLED', message='The scheduler job was cancelled ({state}); not resubmitted.'
-        )
-        spec.exit_code(321, 'ERROR_NODE_FAILURES', message='The job hit {count} node failures in a row.')
-        spec.exit_code(
-            410,
-            'ERROR_SCF_NOT_CONVERGED_AFTER_RESTARTS',
-            message='The SCF did not converge even with level shift, damping and the second-order solver.',
-        )
-        spec.exit_code(
-            411,
-            'ERROR_CC_NOT_CONVERGED_AFTER_RESTARTS',
-            message='The coupled-cluster equations did not converge with the maximum iterations and DIIS space.',
-        )
-        spec.exit_code(
-            412,
+            'ERROR_JOB_CANCELLED',
+            'ERROR_NODE_FAILURES',
+            'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED',
+            'ERROR_CC_CONVERGENCE_NOT_REACHED',
             'ERROR_OUT_OF_MEMORY_AT_CAP',
-            message='The calculation ran out of memory with the largest memory setting allowed ({max_memory} MB).',
+            ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED='The SCF did not converge even with level shift, damping and the '
+            'second-order solver.',
+            ERROR_CC_CONVERGENCE_NOT_REACHED='The coupled-cluster equations did not converge with the maximum '
+            'iterations and DIIS space.',
         )
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structure: orm.StructureData,
+        protocol: str | None = None,
+        overrides: t.Mapping[str, t.Any] | None = None,
+        options: t.Mapping[str, t.Any] | None = None,
+    ):
+        """A builder with the protocol's inputs and ``overrides`` merged in, the level validated for ``structure``.
+
+        :param overrides: nested as the ports, e.g. ``{'pyscf': {'parameters': {'method': 'ccsd', 'basis':
+            'cc-pvdz'}}, 'max_iterations': 3}``; a ``method`` replaces the protocol's method and functional; unknown
+            keys raise :class:`~aiida_mlqm.workflows.protocol.ProtocolError`.
+        :param options: ``metadata.options`` of the jobs.
+        """
+        overrides = copy.deepcopy(dict(overrides or {}))
+        level_overrides = overrides.get('pyscf', {}).pop('parameters', {}) if 'pyscf' in overrides else {}
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        level = protocol_level(inputs['pyscf']['parameters'], level_overrides, structure.get_symbols_set())
+        builder = cls.get_builder()
+        builder.pyscf.code = code
+        builder.pyscf.structure = structure
+        builder.pyscf.parameters = orm.Dict(level.as_parameters())
+        if options:
+            builder.pyscf.metadata.options = dict(options)
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        return builder
 
     def setup(self):
         """Copy the ``pyscf`` inputs into the context; restarts change them there."""
@@ -110,15 +135,14 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
         self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}')
         self.report(f'action taken: {action}')
 
-    def _parameters(self) -> dict:
-        parameters = self.ctx.inputs.get('parameters')
-        return parameters.get_dict() if parameters is not None else {}
+    def _level(self) -> LevelOfTheory:
+        """The level of the next job, defaults filled in (the current values of every setting a handler changes)."""
+        return LevelOfTheory.parse(self.ctx.inputs.parameters.get_dict())
 
     def _update_parameters(self, changes: dict, strategy: str) -> None:
         """Replace the context's parameters by ``update_parameters(parameters, changes)``; keep the strategy name."""
-        parameters = self.ctx.inputs.get('parameters') or orm.Dict({})
         self.ctx.inputs.parameters = update_parameters(
-            parameters, orm.Dict(changes), metadata={'call_link_label': f'restart_{strategy}'}
+            self.ctx.inputs.parameters, orm.Dict(changes), metadata={'call_link_label': f'restart_{strategy}'}
         )
 
     def _restart_from_checkpoint(self, node) -> bool:
@@ -142,7 +166,7 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
 
         Gives up with ``ERROR_OUT_OF_MEMORY_AT_CAP`` once ``max_memory_cap_mb`` is reached.
         """
-        current = int(self._parameters().get('max_memory', self.defaults.default_max_memory_mb))
+        current = self._level().max_memory
         if current >= self.defaults.max_memory_cap_mb:
             return ProcessHandlerReport(True, self.exit_codes.ERROR_OUT_OF_MEMORY_AT_CAP.format(max_memory=current))
         new = min(current * self.defaults.memory_factor, self.defaults.max_memory_cap_mb)
@@ -179,22 +203,20 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
 
         1. ``level_shift``: level shift ``scf_level_shift`` Ha, damping ``scf_damp``, ``scf_max_cycle`` cycles;
         2. ``second_order``: the second-order (Newton) solver on top of that.
-        When both were tried, the chain ends with ``ERROR_SCF_NOT_CONVERGED_AFTER_RESTARTS``.
+        When both were tried, the chain ends with ``ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED``.
         """
         remaining = [s for s in self.defaults.scf_strategies if s not in self.ctx.scf_strategies_used]
         if not remaining:
-            return ProcessHandlerReport(True, self.exit_codes.ERROR_SCF_NOT_CONVERGED_AFTER_RESTARTS)
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED)
         strategy = remaining[0]
         self.ctx.scf_strategies_used.append(strategy)
-        scf = dict(self._parameters().get('scf', {}))
+        scf = self._level().scf
+        changes = {'max_cycle': max(scf.max_cycle, self.defaults.scf_max_cycle)}
         if strategy == 'level_shift':
-            changes = {
-                'level_shift': max(float(scf.get('level_shift', 0.0)), self.defaults.scf_level_shift),
-                'damp': max(float(scf.get('damp', 0.0)), self.defaults.scf_damp),
-                'max_cycle': max(int(scf.get('max_cycle', 50)), self.defaults.scf_max_cycle),
-            }
+            changes['level_shift'] = max(scf.level_shift, self.defaults.scf_level_shift)
+            changes['damp'] = max(scf.damp, self.defaults.scf_damp)
         else:
-            changes = {'second_order': True, 'max_cycle': max(int(scf.get('max_cycle', 50)), self.defaults.scf_max_cycle)}
+            changes['second_order'] = True
         self._update_parameters({'scf': changes}, f'scf_{strategy}')
         had_checkpoint = self._restart_from_checkpoint(node)
         self.report_error_handled(
@@ -208,11 +230,10 @@ class PyscfBaseWorkChain(BaseRestartWorkChain):
 
         The SCF itself converged, so the restart reads the SCF solution from the checkpoint.
         """
-        cc = dict(self._parameters().get('cc', {}))
-        max_cycle = int(cc.get('max_cycle', self.defaults.cc_default_max_cycle))
-        diis_space = int(cc.get('diis_space', self.defaults.cc_default_diis_space))
+        cc = self._level().cc
+        max_cycle, diis_space = cc.max_cycle, cc.diis_space
         if max_cycle >= self.defaults.cc_max_cycle_cap and diis_space >= self.defaults.cc_diis_space_cap:
-            return ProcessHandlerReport(True, self.exit_codes.ERROR_CC_NOT_CONVERGED_AFTER_RESTARTS)
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_CC_CONVERGENCE_NOT_REACHED)
         changes = {
             'max_cycle': min(max_cycle * self.defaults.cc_max_cycle_factor, self.defaults.cc_max_cycle_cap),
             'diis_space': min(diis_space + self.defaults.cc_diis_space_step, self.defaults.cc_diis_space_cap),

@@ -54,11 +54,11 @@ CC_KEYS = {'conv_tol', 'conv_tol_normt', 'max_cycle', 'diis_space'}
 METHODS = {'hf', 'dft', 'mp2', 'ccsd', 'ccsd(t)', 'features'}
 REFERENCES = {'auto', 'restricted', 'unrestricted', 'restricted-open'}
 INIT_GUESSES = {'minao', 'atom', 'huckel', 'hcore', '1e'}
-NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,79}$')
-FILENAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$')
-BASIS = re.compile(r'^[A-Za-z0-9][A-Za-z0-9+*(),._\-]{0,63}$')
-XC = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_,+*.\- ]{0,99}$')
-SYMBOL = re.compile(r'^[A-Z][a-z]?$')
+NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]{0,79}')
+FILENAME = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}')
+BASIS = re.compile(r'[A-Za-z0-9][A-Za-z0-9+*(),._\-]{0,63}')
+XC = re.compile(r'[A-Za-z0-9][A-Za-z0-9_,+*.\- ]{0,99}')
+SYMBOL = re.compile(r'[A-Z][a-z]?')
 
 
 class Walltime(Exception):
@@ -109,9 +109,9 @@ def check_input(data: dict) -> None:
     keys('parameters.cc', parameters.get('cc', {}), CC_KEYS)
     if parameters.get('method') not in METHODS or parameters.get('reference', 'auto') not in REFERENCES:
         raise ValueError(f'method/reference not allowed: {parameters.get("method")!r}/{parameters.get("reference")!r}')
-    if not isinstance(parameters.get('basis'), str) or not BASIS.match(parameters['basis']):
+    if not isinstance(parameters.get('basis'), str) or not BASIS.fullmatch(parameters['basis']):
         raise ValueError('basis is not a basis set name')
-    if parameters.get('xc') is not None and not (isinstance(parameters['xc'], str) and XC.match(parameters['xc'])):
+    if parameters.get('xc') is not None and not (isinstance(parameters['xc'], str) and XC.fullmatch(parameters['xc'])):
         raise ValueError('xc is not a functional name')
     if parameters.get('method') == 'features':
         _features_module().check_options(parameters.get('features', {}))
@@ -120,14 +120,14 @@ def check_input(data: dict) -> None:
     if parameters.get('scf', {}).get('init_guess', 'minao') not in INIT_GUESSES:
         raise ValueError('scf.init_guess not allowed')
     checkpoint = data.get('checkpoint')
-    if checkpoint is not None and not (isinstance(checkpoint, str) and FILENAME.match(checkpoint)):
+    if checkpoint is not None and not (isinstance(checkpoint, str) and FILENAME.fullmatch(checkpoint)):
         raise ValueError('checkpoint must be a plain file name in the job folder')
     structures = data.get('structures')
-    keys('structures', structures, {key for key in structures if isinstance(key, str) and NAME.match(key)})
+    keys('structures', structures, {key for key in structures if isinstance(key, str) and NAME.fullmatch(key)})
     for key, entry in structures.items():
         keys(f'structures.{key}', entry, {'symbols', 'positions', 'charge', 'multiplicity'})
         symbols, positions = entry['symbols'], entry['positions']
-        if not all(isinstance(s, str) and SYMBOL.match(s) for s in symbols) or len(positions) != len(symbols):
+        if not all(isinstance(s, str) and SYMBOL.fullmatch(s) for s in symbols) or len(positions) != len(symbols):
             raise ValueError(f'structures.{key}: symbols and positions do not describe a molecule')
         if not all(len(p) == 3 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in p) for p in positions):
             raise ValueError(f'structures.{key}: positions must be finite [x, y, z] triples')
@@ -144,11 +144,30 @@ def make_molecule(entry: dict, parameters: dict):
         atom=[[symbol, tuple(position)] for symbol, position in zip(entry['symbols'], entry['positions'])],
         unit='Angstrom',
         basis=parameters['basis'],
+        ecp=basis_ecp(parameters['basis'], entry['symbols']) or None,
         charge=int(entry['charge']),
         spin=int(entry['multiplicity']) - 1,
         max_memory=parameters.get('max_memory', 4000),
         verbose=3,
     )
+
+
+def basis_ecp(basis: str, symbols) -> dict:
+    """The effective core potentials that belong to ``basis`` (def2 beyond Kr, ...), per element that has one.
+
+    A def2 basis for Rb-Rn is made for its ECP: without it the core electrons are treated with valence functions and
+    the energy is wrong by hundreds of Hartree, silently.
+    """
+    from pyscf.gto import basis as pyscf_basis
+
+    ecp = {}
+    for symbol in sorted(set(symbols)):
+        try:
+            if pyscf_basis.load_ecp(basis, symbol):
+                ecp[symbol] = basis
+        except Exception:  # noqa: BLE001, S112 -- PySCF raises BasisNotFoundError or KeyError: the basis has no ECP
+            continue
+    return ecp
 
 
 def resolve_reference(parameters: dict, multiplicity: int) -> str:
@@ -285,7 +304,7 @@ def compute_gradient(mf, solver, parameters, reference):
 
 
 def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadline):
-    """Return the result of one structure; never raises."""
+    """Return the result of one structure; never raises: a failure becomes the result's ``status`` and ``error``."""
     result = {
         'status': 'ok',
         'method': parameters['method'],
@@ -293,9 +312,8 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
         'xc': parameters.get('xc'),
         'charge': int(entry['charge']),
         'multiplicity': int(entry['multiplicity']),
+        'timings': {},
     }
-    timings = {}
-    result['timings'] = timings
     stage = ['setup']
     start_total = time.perf_counter()
     start_cpu = time.process_time()  # all threads of this process: the CPU seconds a cost report needs
@@ -306,65 +324,19 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
             raise Walltime(f'soft walltime reached before stage {next_stage}')
 
     if parameters['method'] == 'features':
-        return run_features_structure(entry, parameters, result, timings, check_time, start_total)
+        return run_features_structure(entry, parameters, result, result['timings'], check_time, start_total)
     try:
-        check_time('setup')
-        mol = make_molecule(entry, parameters)
-        result['nelectron'], result['nao'] = int(mol.nelectron), int(mol.nao_nr())
-        reference = resolve_reference(parameters, int(entry['multiplicity']))
-        labels = {'restricted': 'R', 'unrestricted': 'U', 'restricted-open': 'RO'}
-        result['reference'] = labels[reference] + ('KS' if parameters['method'] == 'dft' else 'HF')
-        check_time('scf')
-        start = time.perf_counter()
-        chkfile = f'{key}.chk' if write_checkpoint else None
-        mf = run_scf(mol, parameters, reference, result, deadline, restart_from, chkfile)
-        timings['scf'] = time.perf_counter() - start
-        if not mf.converged:
-            result['status'] = 'scf_not_converged'
-            result['error'] = {
-                'type': 'SCFNotConverged',
-                'stage': 'scf',
-                'message': f'SCF not converged in {result["scf_cycles"]} cycles',
-            }
-            return result
-        solver = None
-        if parameters['method'] in ('mp2', 'ccsd', 'ccsd(t)'):
-            check_time(parameters['method'])
-            solver = run_correlated(mf, parameters, reference, result, timings, check_time)
-            if result.get('ccsd_converged') is False:
-                result['status'] = 'cc_not_converged'
-                result['error'] = {
-                    'type': 'CCNotConverged',
-                    'stage': 'ccsd',
-                    'message': f'CCSD not converged in {solver.max_cycle} cycles',
-                }
-                return result
-        if parameters.get('forces'):
-            check_time('forces')
-            start = time.perf_counter()
-            result['forces'] = (-numpy.asarray(compute_gradient(mf, solver, parameters, reference))).tolist()
-            timings['forces'] = time.perf_counter() - start
+        compute_structure(key, entry, parameters, result, check_time, restart_from, write_checkpoint, deadline)
     except Walltime as exception:
-        result['status'] = 'walltime'
-        result['error'] = {'type': 'Walltime', 'message': str(exception), 'stage': stage[0]}
+        set_failure(result, 'walltime', 'Walltime', str(exception), stage[0])
     except MemoryError as exception:
-        result['status'] = 'out_of_memory'
-        result['error'] = {
-            'type': type(exception).__name__,
-            'message': str(exception) or 'out of memory',
-            'stage': stage[0],
-        }
+        set_failure(result, 'out_of_memory', type(exception).__name__, str(exception) or 'out of memory', stage[0])
     except Exception as exception:  # noqa: BLE001 -- one structure's failure must not stop the others
-        result['status'] = 'error'
-        result['error'] = {
-            'type': type(exception).__name__,
-            'message': str(exception),
-            'stage': stage[0],
-            'traceback': traceback.format_exc(limit=5),
-        }
+        set_failure(result, 'error', type(exception).__name__, str(exception), stage[0])
+        result['error']['traceback'] = traceback.format_exc(limit=5)
     finally:
-        timings['total'] = time.perf_counter() - start_total
-        timings['cpu_total'] = time.process_time() - start_cpu
+        result['timings']['total'] = time.perf_counter() - start_total
+        result['timings']['cpu_total'] = time.process_time() - start_cpu
     return result
 
 
@@ -418,6 +390,46 @@ def run_features_structure(entry, parameters, result, timings, check_time, start
     finally:
         timings['total'] = time.perf_counter() - start_total
     return result
+
+
+def set_failure(result, status, kind, message, stage):
+    """Record a failed stage in ``result``: the runner status and ``error`` with its type, message and stage."""
+    result['status'] = status
+    result['error'] = {'type': kind, 'message': message, 'stage': stage}
+
+
+def compute_structure(key, entry, parameters, result, check_time, restart_from, write_checkpoint, deadline):
+    """Mean field, then correlation, then forces, filling ``result``; a stage that does not converge stops there."""
+    timings = result['timings']
+    check_time('setup')
+    mol = make_molecule(entry, parameters)
+    result['nelectron'], result['nao'] = int(mol.nelectron), int(mol.nao_nr())
+    reference = resolve_reference(parameters, int(entry['multiplicity']))
+    labels = {'restricted': 'R', 'unrestricted': 'U', 'restricted-open': 'RO'}
+    result['reference'] = labels[reference] + ('KS' if parameters['method'] == 'dft' else 'HF')
+    check_time('scf')
+    start = time.perf_counter()
+    chkfile = f'{key}.chk' if write_checkpoint else None
+    mf = run_scf(mol, parameters, reference, result, deadline, restart_from, chkfile)
+    timings['scf'] = time.perf_counter() - start
+    if not mf.converged:
+        set_failure(
+            result, 'scf_not_converged', 'SCFNotConverged', f'SCF not converged in {result["scf_cycles"]} cycles', 'scf'
+        )
+        return
+    solver = None
+    if parameters['method'] in ('mp2', 'ccsd', 'ccsd(t)'):
+        check_time(parameters['method'])
+        solver = run_correlated(mf, parameters, reference, result, timings, check_time)
+        if result.get('ccsd_converged') is False:
+            message = f'CCSD not converged in {solver.max_cycle} cycles'
+            set_failure(result, 'cc_not_converged', 'CCNotConverged', message, 'ccsd')
+            return
+    if parameters.get('forces'):
+        check_time('forces')
+        start = time.perf_counter()
+        result['forces'] = (-numpy.asarray(compute_gradient(mf, solver, parameters, reference))).tolist()
+        timings['forces'] = time.perf_counter() - start
 
 
 def _to_json(value):

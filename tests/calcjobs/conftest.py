@@ -1,24 +1,8 @@
-"""Fixtures of the job tests: small molecules as StructureData and a PySCF that works in the test process."""
+"""Fixtures of the job tests: a PySCF that works in the test process (molecules: ``make_structure``)."""
 
 from __future__ import annotations
 
 import pytest
-
-
-@pytest.fixture
-def make_structure():
-    """Return a factory of unstored ``StructureData`` from ``[(symbol, (x, y, z)), ...]`` and attributes."""
-    from aiida import orm
-
-    def factory(atoms, **attributes):
-        structure = orm.StructureData(cell=[[20.0, 0, 0], [0, 20.0, 0], [0, 0, 20.0]], pbc=(False, False, False))
-        for symbol, position in atoms:
-            structure.append_atom(symbols=symbol, position=position)
-        for key, value in attributes.items():
-            structure.base.attributes.set(key, value)
-        return structure
-
-    return factory
 
 
 @pytest.fixture

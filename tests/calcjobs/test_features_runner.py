@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aiida_mlqm.calcjobs.features import validate_feature_parameters
-from aiida_mlqm.calcjobs.parameters import ParameterError
+from aiida_mlqm.chemistry.level import ParameterError
 from aiida_mlqm.calcjobs.runners import features_runner, pyscf_runner
 
 PARAMETERS = {'method': 'features', 'basis': 'cc-pvdz', 'features': {}, 'scf': {}}

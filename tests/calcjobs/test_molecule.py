@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from aiida import orm
-from aiida_mlqm.calcjobs.molecule import MoleculeError, get_charge_multiplicity, structure_to_runner_entry
-
-
-def molecule(atoms, **attributes):
-    structure = orm.StructureData(cell=[[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]], pbc=(False, False, False))
-    for symbol, position in atoms:
-        structure.append_atom(symbols=symbol, position=position)
-    for key, value in attributes.items():
-        structure.base.attributes.set(key, value)
-    return structure
-
+from aiida_mlqm.calcjobs.molecule import get_charge_multiplicity, structure_to_runner_entry
+from aiida_mlqm.chemistry.molecule import Rejection
 
 WATER = [('O', (0.0, 0.0, 0.0)), ('H', (0.0, 0.757, 0.587)), ('H', (0.0, -0.757, 0.587))]
 OH = [('O', (0.0, 0.0, 0.0)), ('H', (0.0, 0.0, 0.97))]
 
 
-def test_defaults_follow_electron_parity():
-    assert get_charge_multiplicity(molecule(WATER)) == (0, 1)
-    assert get_charge_multiplicity(molecule(OH)) == (0, 2)
-    assert get_charge_multiplicity(molecule(OH, charge=-1)) == (-1, 1)
-    assert get_charge_multiplicity(molecule(WATER, multiplicity=3)) == (0, 3)
+def test_defaults_follow_electron_parity(make_structure):
+    assert get_charge_multiplicity(make_structure(WATER)) == (0, 1)
+    assert get_charge_multiplicity(make_structure(OH)) == (0, 2)
+    assert get_charge_multiplicity(make_structure(OH, charge=-1)) == (-1, 1)
+    assert get_charge_multiplicity(make_structure(WATER, multiplicity=3)) == (0, 3)
 
 
-def test_runner_entry_and_overrides():
-    entry = structure_to_runner_entry(molecule(OH))
+def test_runner_entry_and_overrides(make_structure):
+    entry = structure_to_runner_entry(make_structure(OH))
     assert entry == {
         'symbols': ['O', 'H'],
         'positions': [[0.0, 0.0, 0.0], [0.0, 0.0, 0.97]],
@@ -36,8 +26,8 @@ def test_runner_entry_and_overrides():
         'multiplicity': 2,
     }
     # A charge override picks the lowest multiplicity for the new electron count unless the structure has one.
-    assert structure_to_runner_entry(molecule(OH), charge=-1)['multiplicity'] == 1
-    assert structure_to_runner_entry(molecule(OH), charge=1, multiplicity=3)['multiplicity'] == 3
+    assert structure_to_runner_entry(make_structure(OH), charge=-1)['multiplicity'] == 1
+    assert structure_to_runner_entry(make_structure(OH), charge=1, multiplicity=3)['multiplicity'] == 3
 
 
 @pytest.mark.parametrize(
@@ -50,7 +40,7 @@ def test_runner_entry_and_overrides():
         (WATER, {}, None, 13, 'multiplicity 13 is impossible'),
     ],
 )
-def test_impossible_states_fail_clearly(atoms, attributes, charge, multiplicity, fragment):
-    with pytest.raises(MoleculeError, match='fix the charge or the multiplicity|lower the charge') as excinfo:
-        structure_to_runner_entry(molecule(atoms, **attributes), charge, multiplicity)
+def test_impossible_states_fail_clearly(make_structure, atoms, attributes, charge, multiplicity, fragment):
+    with pytest.raises(Rejection, match='fix the charge or the multiplicity|lower the charge') as excinfo:
+        structure_to_runner_entry(make_structure(atoms, **attributes), charge, multiplicity)
     assert fragment in str(excinfo.value)

@@ -114,7 +114,7 @@ def test_single_job_hf_mp2_ccsd_ccsd_t_agree(mlqm_code, make_structure, pyscf_di
     output = results['parameters'].get_dict()
     assert set(reference) >= {'scf_energy', 'ccsd_correlation_energy', 'ccsd_t_correction', 't1_diagnostic'}
     assert_agrees(output, results.get('forces'), reference, gradient, spin, 'ccsd(t)')
-    assert output['level_of_theory'] == ('CCSD(T)(fc)/6-31g' if frozen_core else 'CCSD(T)/6-31g')
+    assert output['level_of_theory'] == ('ccsd(t)-fc/6-31g' if frozen_core else 'ccsd(t)/6-31g')
     assert output['frozen_orbitals'] == (1 if frozen_core else 0)
     if spin == 0:
         assert 'd1_diagnostic' in output and 's2' not in output

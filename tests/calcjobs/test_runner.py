@@ -137,3 +137,22 @@ def test_runner_rechecks_its_input(change, fragment):
     with pytest.raises(ValueError) as excinfo:
         check_input({'parameters': HF_STO3G, 'structures': {'water': WATER}, **change})
     assert fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize(('symbol', 'charge'), [('I', -1), ('Cs', 1)])
+def test_def2_bases_beyond_kr_come_with_their_ecp(tmp_path, symbol, charge):
+    """I- and Cs+ at HF/def2-SVP equal PySCF run directly with the def2 ECP (all-electron I- would be ~-1993 Ha)."""
+    from pyscf import gto, scf
+
+    ion = {'symbols': [symbol], 'positions': [[0.0, 0.0, 0.0]], 'charge': charge, 'multiplicity': 1}
+    parameters = {**HF_STO3G, 'basis': 'def2-svp'}
+    code, results = run_runner(tmp_path, {'parameters': parameters, 'structures': {'ion': ion}})
+    assert code == 0, results
+    result = results['structures']['ion']
+    assert result['status'] == 'ok', result.get('error')
+
+    mol = gto.M(atom=f'{symbol} 0 0 0', basis='def2-svp', ecp='def2-svp', charge=charge, verbose=0)
+    reference = scf.RHF(mol)
+    reference.conv_tol = 1e-9
+    assert result['total_energy'] == pytest.approx(reference.kernel(), abs=1e-6)
+    assert result['nelectron'] == mol.nelectron < 50  # the core electrons are in the ECP

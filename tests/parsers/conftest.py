@@ -46,14 +46,33 @@ def generate_calc_job_node(mlqm_localhost):
 
 
 @pytest.fixture
-def structure_node():
-    """Return a factory of a small unstored molecule."""
-    from aiida import orm
+def serialize_outputs():
+    """Return a function that turns a parser's outputs and exit code into plain data for ``data_regression``.
 
-    def factory(symbols=('O', 'H', 'H')):
-        structure = orm.StructureData(cell=[[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]], pbc=(False, False, False))
-        for index, symbol in enumerate(symbols):
-            structure.append_atom(symbols=symbol, position=(0.0, 0.0, 0.8 * index))
-        return structure
+    Dicts become their content, arrays lists (per array name), single files their content size; namespaces nest.
+    """
 
-    return factory
+    def serialize(node):
+        from aiida import orm
+
+        if isinstance(node, dict) or hasattr(node, 'items') and not isinstance(node, orm.Data):
+            return {label: serialize(value) for label, value in sorted(node.items())}
+        if isinstance(node, orm.Dict):
+            return node.get_dict()
+        if isinstance(node, orm.ArrayData):
+            return {
+                'arrays': {name: node.get_array(name).tolist() for name in sorted(node.get_arraynames())},
+                'attributes': {k: v for k, v in node.base.attributes.all.items() if not k.startswith('array|')},
+            }
+        if isinstance(node, orm.SinglefileData):
+            return {'filename': node.filename, 'bytes': len(node.get_content(mode='rb'))}
+        raise TypeError(f'no serialisation for {type(node).__name__}')
+
+    def outputs_and_exit(results, calcfunction) -> dict:
+        return {
+            'exit_status': calcfunction.exit_status,
+            'exit_message': calcfunction.exit_message,
+            'outputs': serialize(dict(results)),
+        }
+
+    return outputs_and_exit

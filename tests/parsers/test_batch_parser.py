@@ -8,20 +8,22 @@ from aiida_mlqm.calcjobs.batch import PyscfBatchCalculation
 from aiida_mlqm.calcjobs.pyscf import PyscfCalculation
 from aiida_mlqm.parsers.batch import PyscfBatchParser
 
+WATER = [('O', (0.0, 0.0, 0.0)), ('H', (0.0, 0.757, 0.587)), ('H', (0.0, -0.757, 0.587))]
+H2 = [('H', (0.0, 0.0, 0.0)), ('H', (0.0, 0.0, 0.74))]
 EXIT = PyscfBatchCalculation.exit_codes
 
 
-def parse(generate_calc_job_node, structure_node, case, keys, scheduler_exit_status=None):
+def parse(generate_calc_job_node, make_structure, case, keys, scheduler_exit_status=None):
     inputs = {
-        'structures': {key: structure_node(('H', 'H')) for key in keys},
+        'structures': {key: make_structure(H2) for key in keys},
         'parameters': orm.Dict({'method': 'hf', 'basis': 'sto-3g', 'forces': True}),
     }
     node = generate_calc_job_node('mlqm.pyscf.batch', case, inputs, scheduler_exit_status)
     return PyscfBatchParser.parse_from_node(node, store_provenance=False)
 
 
-def test_all_ok(generate_calc_job_node, structure_node):
-    results, calcfunction = parse(generate_calc_job_node, structure_node, 'all_ok', ['h2', 'water'])
+def test_all_ok(generate_calc_job_node, make_structure):
+    results, calcfunction = parse(generate_calc_job_node, make_structure, 'all_ok', ['h2', 'water'])
     assert calcfunction.exit_status == 0
     assert set(results['parameters']) == {'h2', 'water'} == set(results['forces'])
     assert results['parameters']['water']['total_energy_units'] == 'eV'
@@ -29,8 +31,8 @@ def test_all_ok(generate_calc_job_node, structure_node):
     assert 'failures' not in results
 
 
-def test_partial_failure_keeps_the_good_results(generate_calc_job_node, structure_node):
-    results, calcfunction = parse(generate_calc_job_node, structure_node, 'partial', ['h2', 'o2'])
+def test_partial_failure_keeps_the_good_results(generate_calc_job_node, make_structure):
+    results, calcfunction = parse(generate_calc_job_node, make_structure, 'partial', ['h2', 'o2'])
     assert calcfunction.exit_status == EXIT.WARNING_SOME_STRUCTURES_FAILED.status
     assert '1 of 2 structures failed: o2: scf_not_converged' in calcfunction.exit_message
     assert set(results['parameters']) == {'h2'} == set(results['forces'])
@@ -40,8 +42,8 @@ def test_partial_failure_keeps_the_good_results(generate_calc_job_node, structur
     assert 'SCF not converged' in failure['message']
 
 
-def test_all_failed(generate_calc_job_node, structure_node):
-    results, calcfunction = parse(generate_calc_job_node, structure_node, 'all_failed', ['h2', 'o2'])
+def test_all_failed(generate_calc_job_node, make_structure):
+    results, calcfunction = parse(generate_calc_job_node, make_structure, 'all_failed', ['h2', 'o2'])
     assert calcfunction.exit_status == EXIT.ERROR_ALL_STRUCTURES_FAILED.status
     failures = results['failures'].get_dict()
     assert failures['h2']['exit_code'] == PyscfCalculation.exit_codes.ERROR_PYSCF_EXCEPTION.status
@@ -56,9 +58,9 @@ def test_all_failed(generate_calc_job_node, structure_node):
         (PyscfCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status, 120),
     ],
 )
-def test_structures_the_job_never_reached(generate_calc_job_node, structure_node, scheduler_exit_status, expected):
+def test_structures_the_job_never_reached(generate_calc_job_node, make_structure, scheduler_exit_status, expected):
     results, calcfunction = parse(
-        generate_calc_job_node, structure_node, 'killed', ['h2', 'water'], scheduler_exit_status
+        generate_calc_job_node, make_structure, 'killed', ['h2', 'water'], scheduler_exit_status
     )
     assert calcfunction.exit_status == EXIT.WARNING_SOME_STRUCTURES_FAILED.status
     assert set(results['parameters']) == {'h2'}
@@ -66,9 +68,21 @@ def test_structures_the_job_never_reached(generate_calc_job_node, structure_node
     assert results['failures'].get_dict()['water']['exit_code'] == expected
 
 
-def test_no_results_lets_the_scheduler_code_stand(generate_calc_job_node, structure_node):
+def test_no_results_lets_the_scheduler_code_stand(generate_calc_job_node, make_structure):
     memory = PyscfCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY.status
-    _, calcfunction = parse(generate_calc_job_node, structure_node, 'missing_results', ['h2'], memory)
+    _, calcfunction = parse(generate_calc_job_node, make_structure, 'missing_results', ['h2'], memory)
     assert calcfunction.exit_status == memory
-    _, calcfunction = parse(generate_calc_job_node, structure_node, 'missing_results', ['h2'])
+    _, calcfunction = parse(generate_calc_job_node, make_structure, 'missing_results', ['h2'])
     assert calcfunction.exit_status == EXIT.ERROR_OUTPUT_RESULTS_MISSING.status
+
+
+@pytest.mark.parametrize(
+    ('case', 'keys'),
+    [('all_ok', ['h2', 'water']), ('partial', ['h2', 'o2']), ('all_failed', ['h2', 'o2']), ('killed', ['h2', 'water'])],
+)
+def test_outputs_match_the_stored_expectation(
+    generate_calc_job_node, make_structure, serialize_outputs, data_regression, case, keys
+):
+    """Each fixture folder's outputs and exit code against ``test_batch_parser/`` (regenerate: --force-regen)."""
+    results, calcfunction = parse(generate_calc_job_node, make_structure, case, keys)
+    data_regression.check(serialize_outputs(results, calcfunction))

@@ -75,7 +75,7 @@ def record_iteration(model, metrics):
 
 def build_chain(code) -> dict:
     """Run the chain with ``code`` (Python with PySCF on localhost); return the pks and uuids the tests ask about."""
-    from aiida_mlqm.cli.demo import g2_structure
+    from aiida_mlqm.provenance.structures import g2_structure
     from ase import Atoms
 
     structures = {f'mol_{i}': g2_structure(name) for i, name in enumerate(MOLECULES)}

@@ -11,14 +11,14 @@ import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import run_get_node
-from aiida_mlqm.provenance.readers import geometry_record, read_g2, smiles_record
+from aiida_mlqm.chemistry.molecule import REJECTION_KINDS
+from aiida_mlqm.chemistry.readers import geometry_record, read_g2, smiles_record
 from aiida_mlqm.workflows.build import BuildWorkChain
-from aiida_mlqm.workflows.build_chemistry import REJECTION_KINDS
 
 
 def build(records, protocol='fast', **overrides):
     """Run a build; the results carry ``structures`` whether or not the protocol returns them as outputs."""
-    builder = BuildWorkChain.get_builder_from_protocol(records, protocol=protocol, overrides=overrides)
+    builder = BuildWorkChain.get_builder_from_protocol(records, protocol=protocol, overrides={'parameters': overrides})
     results, node = run_get_node(builder)
     results = dict(results)
     results['structures'] = BuildWorkChain.built_structures(node)
@@ -133,7 +133,7 @@ def test_provenance_from_library_to_structure(aiida_profile):
 def test_structures_as_outputs_or_through_the_calcfunctions(aiida_profile, return_structures):
     """``return_structures: false`` (protocol fast) leaves the RETURN links out; the same structures are found."""
     records = [smiles_record('CCO', 'ethanol', 'test'), smiles_record('C', 'methane', 'test')]
-    builder = BuildWorkChain.get_builder_from_protocol(records, overrides={'return_structures': return_structures})
+    builder = BuildWorkChain.get_builder_from_protocol(records, overrides={'parameters': {'return_structures': return_structures}})
     results, node = run_get_node(builder)
     found = BuildWorkChain.built_structures(node)
     assert sorted(found) == ['ethanol', 'methane']
@@ -251,23 +251,23 @@ def test_charge_and_multiplicity_from_smiles(charge_multiplicity_build, smiles, 
 
 
 def test_protocol_overrides_fail_loudly():
-    with pytest.raises(ValueError, match="unknown key 'num_conformer'"):
-        BuildWorkChain.get_builder_from_protocol([], overrides={'num_conformer': 3})
-    with pytest.raises(ValueError, match="unknown key 'configurations.temp'"):
-        BuildWorkChain.get_builder_from_protocol([], overrides={'configurations': {'temp': 300}})
-    with pytest.raises(ValueError, match='unknown build protocol'):
+    with pytest.raises(ValueError, match="unknown override 'parameters.num_conformer'"):
+        BuildWorkChain.get_builder_from_protocol([], overrides={'parameters': {'num_conformer': 3}})
+    with pytest.raises(ValueError, match="unknown override 'parameters.configurations.temp'"):
+        BuildWorkChain.get_builder_from_protocol([], overrides={'parameters': {'configurations': {'temp': 300}}})
+    with pytest.raises(ValueError, match='unknown protocol'):
         BuildWorkChain.get_builder_from_protocol([], protocol='quick')
 
 
-def test_protocol_defaults_match_parameter_model():
-    import yaml
-    from aiida_mlqm.workflows.build_parameters import PROTOCOL_FILE, BuildParameters, get_protocol_parameters
+def test_protocols_are_complete_parameter_sets():
+    """Each default is written once (build.yaml): the model has none of its own, and every protocol validates."""
+    from aiida_mlqm.workflows.build_parameters import BuildParameters, ConfigurationParameters
 
-    data = yaml.safe_load(PROTOCOL_FILE.read_text())
-    assert data['default_inputs']['parameters'] == BuildParameters().model_dump()
-    for name, protocol in data['protocols'].items():
+    for model in (BuildParameters, ConfigurationParameters):
+        assert all(field.is_required() for field in model.model_fields.values()), model
+    for name, protocol in BuildWorkChain.get_available_protocols().items():
         assert protocol['description']
-        assert get_protocol_parameters(name)['num_conformers'] >= 1
+        assert BuildWorkChain.get_protocol_inputs(name)['parameters']['num_conformers'] >= 1
 
 
 def test_parameters_port_rejects_unknown_keys(aiida_profile):

@@ -15,12 +15,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
 
 BUILD_ON_PROFILE = """
 from aiida.engine import run_get_node
-from aiida_mlqm.provenance.readers import read_g2, smiles_record
+from aiida_mlqm.chemistry.readers import read_g2, smiles_record
 from aiida_mlqm.workflows.build import BuildWorkChain
 
 cases = json.loads({cases!r})
 records = read_g2('all') + [{{**smiles_record(s, i, 'test'), **extra}} for s, i, _, _, extra in cases]
-builder = BuildWorkChain.get_builder_from_protocol(records, protocol='fast', overrides={{'num_conformers': 1, 'deduplicate': False}})
+builder = BuildWorkChain.get_builder_from_protocol(records, protocol='fast', overrides={{'parameters': {{'num_conformers': 1, 'deduplicate': False}}}})
 _, node = run_get_node(builder)
 built = BuildWorkChain.built_structures(node)
 emit(

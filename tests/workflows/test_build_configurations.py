@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida.engine import run_get_node
-from aiida_mlqm.provenance.readers import read_g2, smiles_record
+from aiida_mlqm.chemistry.readers import read_g2, smiles_record
 from aiida_mlqm.workflows import build_sampling as sampling
 from aiida_mlqm.workflows.build import BuildWorkChain
 from aiida_mlqm.workflows.build_functions import structure_arrays
@@ -14,7 +14,7 @@ from aiida_mlqm.workflows.build_functions import structure_arrays
 def build(records, **overrides):
     """Run a fast build; the results carry ``structures`` and ``configurations`` found through the calcfunctions."""
     results, node = run_get_node(
-        BuildWorkChain.get_builder_from_protocol(records, protocol='fast', overrides=overrides)
+        BuildWorkChain.get_builder_from_protocol(records, protocol='fast', overrides={'parameters': overrides})
     )
     results = dict(results)
     results['structures'] = BuildWorkChain.built_structures(node)

@@ -6,21 +6,17 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.plugins import CalculationFactory
-
-from aiida_mlqm.cli.demo import g2_structure
 from aiida_mlqm.workflows.dataset import dataset_from_pyscf_calculations
-
-from aiida_mlqm.units import HARTREE_TO_EV as HARTREE
 
 
 @pytest.fixture(scope='module')
-def pyscf_base_calculations(mlqm_code):
+def pyscf_base_calculations(mlqm_code, make_structure):
     calculations = []
     for name in ('H2O', 'NH3'):
         _, node = run_get_node(
             CalculationFactory('pyscf.base'),
             code=mlqm_code,
-            structure=g2_structure(name),
+            structure=make_structure(name),
             parameters=orm.Dict({'mean_field': {'method': 'RHF'}, 'structure': {'basis': 'sto-3g'}}),
             metadata={'options': {'resources': {'num_machines': 1}, 'parser_name': 'pyscf.base'}},
         )
@@ -32,7 +28,7 @@ def pyscf_base_calculations(mlqm_code):
 def test_dataset_from_pyscf_base_calculations(pyscf_base_calculations):
     dataset = dataset_from_pyscf_calculations(pyscf_base_calculations)
     assert len(dataset) == 2
-    assert dataset.levels == ['rhf/sto-3g', 'rhf/sto-3g']
+    assert dataset.levels == ['hf/sto-3g', 'hf/sto-3g']
     for calculation, frame in zip(pyscf_base_calculations, dataset.frames()):
         assert frame.source_uuid == calculation.uuid
         mean_field = calculation.outputs.parameters['mean_field']

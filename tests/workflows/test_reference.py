@@ -8,8 +8,6 @@ from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 from aiida.plugins import WorkflowFactory
 
-from aiida_mlqm.cli.demo import g2_structure
-
 ReferenceWorkChain = WorkflowFactory('mlqm.reference')
 from aiida_mlqm.units import HARTREE_TO_EV as HARTREE
 
@@ -31,8 +29,8 @@ def run_reference(code, structures, parameters, **kwargs):
     return run_get_node(ReferenceWorkChain, structures=structures, parameters=orm.Dict(parameters), code=code, **kwargs)
 
 
-def test_batches_label_everything_with_provenance(mlqm_code, tmp_path):
-    structures = {f'mol_{i}': g2_structure(name) for i, name in enumerate(['H2O', 'NH3', 'OH', 'CH4', 'HF'])}
+def test_batches_label_everything_with_provenance(mlqm_code, make_structure, tmp_path):
+    structures = {f'mol_{i}': make_structure(name) for i, name in enumerate(['H2O', 'NH3', 'OH', 'CH4', 'HF'])}
     results, node = run_reference(
         mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g', 'forces': True}, batch={'max_structures': 2}
     )
@@ -52,14 +50,22 @@ def test_batches_label_everything_with_provenance(mlqm_code, tmp_path):
         source = orm.load_node(frame.source_uuid)
         assert source.process_type == 'aiida.calculations:mlqm.pyscf.batch'
         assert structure.uuid in {n.uuid for n in source.base.links.get_incoming().all_nodes()}
-    # The dataset was made by a calcfunction whose inputs are the per-structure results.
+    # The dataset was made by a calcfunction whose inputs are the per-structure results and the structures
+    # themselves: it read nothing it was not given (no walk from a result to its job's inputs).
     assemble = dataset.creator
     assert assemble.process_label == 'assemble_dataset'
     inputs = assemble.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
-    assert {link.node.uuid for link in inputs if link.link_label.startswith('parameters_')} == {
-        frame.result_uuid for frame in dataset.frames()
+    by_role = {}
+    for link in inputs:
+        role, _, key = link.link_label.partition('_')
+        by_role.setdefault(role, {})[key] = link.node
+    assert {node.uuid for node in by_role['parameters'].values()} == {frame.result_uuid for frame in dataset.frames()}
+    assert {node.creator.uuid for node in by_role['parameters'].values()} == {batch.uuid for batch in batches}
+    for frame in dataset.frames():
+        assert frame.structure_uuid in {node.uuid for node in by_role['structure'].values()}
+    assert {key: node.uuid for key, node in by_role['structure'].items()} == {
+        key: structure.uuid for key, structure in structures.items()
     }
-    assert {link.node.creator.uuid for link in inputs} == {batch.uuid for batch in batches}
 
     # What `verdi node graph generate <dataset>` draws: the dataset's ancestors include every batch job.
     from aiida.tools.visualization import Graph
@@ -78,9 +84,9 @@ def test_batches_label_everything_with_provenance(mlqm_code, tmp_path):
     assert sorted(a.info['source_uuid'] for a in images) == sorted(f.source_uuid for f in dataset.frames())
 
 
-def test_unconverged_scf_in_batch_is_retried_one_by_one(mlqm_code):
+def test_unconverged_scf_in_batch_is_retried_one_by_one(mlqm_code, make_structure):
     """Two SCF cycles cannot converge: every structure fails in the batch and the restart chain fixes each."""
-    structures = {'water': g2_structure('H2O'), 'ammonia': g2_structure('NH3')}
+    structures = {'water': make_structure('H2O'), 'ammonia': make_structure('NH3')}
     results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g', 'scf': {'max_cycle': 2}})
     assert node.is_finished_ok, node.exit_message
     retries = [child for child in node.called if child.process_type == 'aiida.workflows:mlqm.pyscf.base']
@@ -93,16 +99,16 @@ def test_unconverged_scf_in_batch_is_retried_one_by_one(mlqm_code):
         assert orm.load_node(frame.source_uuid).process_type == 'aiida.calculations:mlqm.pyscf'
 
 
-def test_a_molecule_that_fails_for_good_does_not_sink_the_rest(mlqm_code):
+def test_a_molecule_that_fails_for_good_does_not_sink_the_rest(mlqm_code, make_structure):
     """Two atoms on top of each other: PySCF fails in the batch and again alone; the others are labelled."""
     from ase import Atoms
 
     broken = orm.StructureData(ase=Atoms('H2', positions=[[0, 0, 0], [0, 0, 1e-6]]))
     broken.base.attributes.set('multiplicity', 1)
     # A doublet water cannot exist (10 electrons): it is set aside before batching instead of failing its batch.
-    impossible = g2_structure('H2O')
+    impossible = make_structure('H2O')
     impossible.base.attributes.set('multiplicity', 2)
-    structures = {'water': g2_structure('H2O'), 'broken': broken, 'impossible': impossible}
+    structures = {'water': make_structure('H2O'), 'broken': broken, 'impossible': impossible}
     results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g'})
     assert node.exit_status == ReferenceWorkChain.exit_codes.WARNING_SOME_STRUCTURES_FAILED.status
     assert len(results['dataset']) == 1
@@ -113,8 +119,8 @@ def test_a_molecule_that_fails_for_good_does_not_sink_the_rest(mlqm_code):
     assert 'multiplicity' in failed['impossible']['message']
 
 
-def test_invalid_parameters_are_rejected_before_anything_runs(mlqm_code):
-    structures = {'water': g2_structure('H2O')}
+def test_invalid_parameters_are_rejected_before_anything_runs(mlqm_code, make_structure):
+    structures = {'water': make_structure('H2O')}
     with pytest.raises(ValueError, match='basis'):
         run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'no-such-basis'})
     with pytest.raises(ValueError, match='no structures'):
@@ -122,12 +128,12 @@ def test_invalid_parameters_are_rejected_before_anything_runs(mlqm_code):
                      code=mlqm_code)
 
 
-def test_large_sets_are_assembled_in_chunks_and_merged(mlqm_code, monkeypatch):
+def test_large_sets_are_assembled_in_chunks_and_merged(mlqm_code, make_structure, monkeypatch):
     """Above the chunk size, partial datasets are merged; rows and links are the same as in one piece."""
     from aiida_mlqm.workflows import dataset as dataset_module
 
     monkeypatch.setattr(dataset_module, 'ASSEMBLE_CHUNK', 2)
-    structures = {f'mol_{i}': g2_structure(name) for i, name in enumerate(['H2O', 'NH3', 'CH4'])}
+    structures = {f'mol_{i}': make_structure(name) for i, name in enumerate(['H2O', 'NH3', 'CH4'])}
     results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g'})
     assert node.is_finished_ok, node.exit_message
     dataset = results['dataset']

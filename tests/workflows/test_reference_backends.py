@@ -8,7 +8,7 @@ import pytest
 from aiida_mlqm.units import HARTREE_TO_EV as HARTREE
 
 SUBMIT_REFERENCE = """
-from aiida_mlqm.cli.demo import g2_structure
+from aiida_mlqm.provenance.structures import g2_structure
 structures = {{f'mol_{{i}}': g2_structure(name) for i, name in enumerate(['H2O', 'NH3', 'OH'])}}
 node = submit(
     WorkflowFactory('mlqm.reference'),

@@ -1,4 +1,4 @@
-"""Readers of molecule libraries (SMILES, CSV, xyz folder, extxyz, ASE db, pymatgen, G2) and the writers back."""
+"""Readers of molecule libraries: SMILES, CSV, xyz folder, extxyz, ASE db, pymatgen, G2."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from aiida_mlqm.provenance import readers
+from aiida_mlqm.chemistry import readers
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'molecules'
 
@@ -184,19 +184,3 @@ def test_shipped_examples_are_readable():
         'methanol',
         'water',
     }
-
-
-def test_writers_round_trip(aiida_profile):
-    from aiida_mlqm.workflows.build_functions import make_structure
-
-    positions = [[0, 0, 0], [0, 0, 0.97]]
-    structure = make_structure(
-        ['O', 'H'], positions, {'charge': -1, 'multiplicity': 1, 'name': 'hydroxide', 'smiles': '[OH-]'}
-    )
-    molecule = readers.structure_to_pymatgen(structure)
-    assert (molecule.charge, molecule.spin_multiplicity, molecule.formula) == (-1, 1, 'H1 O1')
-    np.testing.assert_allclose(molecule.cart_coords, positions)
-    atoms = readers.structure_to_atoms(structure)
-    assert atoms.info['name'] == 'hydroxide' and atoms.info['charge'] == -1 and not atoms.pbc.any()
-    again = readers.record_from_atoms(atoms, 'x', 'test')
-    assert (again['id'], again['charge'], again['multiplicity'], again['smiles']) == ('hydroxide', -1, 1, '[OH-]')

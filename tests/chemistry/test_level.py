@@ -1,15 +1,18 @@
-"""Parameter validation: every allow-list rejects what it must, with a message naming the key and the fix."""
+"""The level of theory: every allow-list rejects what it must, with a message naming the key and the fix."""
 
 from __future__ import annotations
 
 import pytest
-from aiida_mlqm.calcjobs.parameters import (
-    DEFAULT_CC,
-    DEFAULT_SCF,
-    ParameterError,
-    check_molecule_compatibility,
-    validate_parameters,
-)
+from aiida_mlqm.chemistry.level import DEFAULT_CC, DEFAULT_SCF, LevelOfTheory, ParameterError
+
+
+def validate_parameters(parameters, elements=None) -> dict:
+    return LevelOfTheory.parse(parameters, elements).as_parameters()
+
+
+def check_molecule_compatibility(parameters: dict, multiplicity: int) -> str:
+    return LevelOfTheory.parse(parameters).check_molecule(multiplicity)
+
 
 BASE = {'method': 'hf', 'basis': 'sto-3g'}
 
@@ -138,3 +141,32 @@ def test_checks_that_depend_on_the_molecule():
     with pytest.raises(ParameterError, match='UCCSD'):
         check_molecule_compatibility(parameters, 2)
     assert check_molecule_compatibility(validate_parameters(with_(method='ccsd')), 2) == 'unrestricted'
+
+
+def test_the_normalised_form_parses_to_the_same_level():
+    level = LevelOfTheory.parse({'method': 'uks', 'xc': 'pbe0', 'basis': 'def2-svp', 'scf': {'damp': 0.2}}, {'O', 'H'})
+    assert LevelOfTheory.parse(level.as_parameters()) == level
+    assert level.label == 'pbe0/def2-svp'
+    assert LevelOfTheory.from_label('CCSD(T)/cc-pVDZ', frozen_core=True).label == 'ccsd(t)-fc/cc-pvdz'
+
+
+def test_level_from_label_says_method_for_what_is_neither_method_nor_functional():
+    assert LevelOfTheory.from_label('b3lyp/def2-svp').xc == 'b3lyp'
+    for label, close in (('CCSD[T]/cc-pvdz', 'ccsd(t)'), ('mp3/cc-pvdz', 'mp2')):
+        with pytest.raises(ParameterError) as excinfo:
+            LevelOfTheory.from_label(label)
+        message = str(excinfo.value)
+        assert message.startswith('METHOD') and 'not supported' in message and close in message, message
+        assert 'functional PySCF knows' in message
+
+
+def test_cost_estimate_grows_with_method_and_size():
+    water = ['O', 'H', 'H']
+    hf = LevelOfTheory.parse({'method': 'hf', 'basis': '6-31g*'})
+    cc = LevelOfTheory.parse({'method': 'ccsd(t)', 'basis': 'cc-pvdz'})
+    from pyscf import gto
+
+    for level in (hf, cc):  # the count is PySCF's own (spherical functions)
+        mol = gto.M(atom='O 0 0 0; H 0 0.76 0.59; H 0 -0.76 0.59', basis=level.basis)
+        assert level.basis_functions(water) == mol.nao_nr()
+    assert hf.estimate_seconds(water) < cc.estimate_seconds(water) < cc.estimate_seconds(water * 4)

@@ -10,7 +10,8 @@ A record is plain JSON, so that a whole library fits in one ``List`` node, the i
 ``charge`` and ``multiplicity`` are ``None`` where the input does not say; the builder then takes them from the SMILES
 (formal charges, radical electrons) or, for geometries, charge 0 and the lowest multiplicity the electron count allows.
 A geometry record may carry ``smiles`` as a label. Readers raise :class:`LibraryError` naming the file, the line and
-the fix; chemistry (valences, distances, ...) is checked later, per entry, by the builder.
+the fix; chemistry (valences, distances, ...) is checked later, per entry, by :mod:`.entries`. No AiiDA here: the
+``List`` node a build takes is made by :func:`aiida_mlqm.workflows.build.to_library`.
 """
 
 from __future__ import annotations
@@ -81,24 +82,16 @@ def jsonable_positions(positions) -> list:
     return [[float(v) if np.isfinite(v) else str(float(v)) for v in row] for row in np.atleast_2d(array)]
 
 
-def to_library(records: t.Iterable[Record]):
-    """A ``List`` node of records (the input of ``mlqm.build``), with non-finite positions made storable."""
-    from aiida import orm
-
-    cleaned = []
-    for record in records:
-        if isinstance(record, dict) and 'positions' in record:
-            record = {**record, 'positions': jsonable_positions(record['positions'])}
-        cleaned.append(record)
-    return orm.List(cleaned)
-
-
-def _int_or_fail(value: str, what: str, where: str) -> int:
+def _int_or_fail(value: t.Any, what: str, where: str) -> int:
+    """``value`` (text from a file, or a number ASE parsed from a comment line) as an integer; ``1.9`` or ``abc`` is
+    a :class:`LibraryError` naming the place, never a truncation or a traceback."""
+    if isinstance(value, bool):
+        raise LibraryError(f'{where}: {what} {value!r} is not an integer; write e.g. {what}=-1')
     try:
         number = float(value)
-    except ValueError:
+    except (TypeError, ValueError):
         raise LibraryError(f'{where}: {what} {value!r} is not an integer; write e.g. {what}=-1') from None
-    if number != int(number):
+    if not np.isfinite(number) or number != int(number):
         raise LibraryError(f'{where}: {what} {value!r} is not an integer; write e.g. {what}=-1')
     return int(number)
 
@@ -116,7 +109,7 @@ def read_smiles_file(path: str | pathlib.Path) -> list[Record]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise LibraryError(f'SMILES file {str(path)!r} does not exist: give the path of a .smi/.txt/.csv file')
-    text = path.read_text(encoding='utf-8')
+    text = path.read_text(encoding='utf-8-sig')  # spreadsheets save CSV with a byte-order mark
     first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith('#')), '')
     if path.suffix.lower() == '.csv' or first.replace(' ', '').lower().startswith('smiles,'):
         return _read_smiles_csv(path, text)
@@ -202,8 +195,8 @@ def record_from_atoms(atoms, id: str, source: str, info: t.Mapping | None = None
         atoms.get_positions(),
         str(info.get('id') or info.get('name') or id),
         source,
-        None if charge is None else int(charge),
-        None if multiplicity is None else int(multiplicity),
+        None if charge is None else _int_or_fail(charge, 'charge', source),
+        None if multiplicity is None else _int_or_fail(multiplicity, 'multiplicity', source),
         info.get('smiles'),
     )
 
@@ -344,33 +337,3 @@ def read_library(
             'no library given: pass a SMILES file, an xyz folder, an extxyz file, an ASE database or G2 names'
         )
     return records
-
-
-# -- writers --------------------------------------------------------------------------------------------------------
-
-
-def structure_to_pymatgen(structure):
-    """A pymatgen ``Molecule`` from a ``StructureData`` made by ``mlqm.build`` (charge and multiplicity kept)."""
-    from pymatgen.core import Molecule
-
-    attributes = structure.base.attributes
-    symbols = [site.kind_name and structure.get_kind(site.kind_name).symbol for site in structure.sites]
-    positions = [site.position for site in structure.sites]
-    return Molecule(
-        symbols,
-        positions,
-        charge=int(attributes.get('charge', 0)),
-        spin_multiplicity=attributes.get('multiplicity'),
-    )
-
-
-def structure_to_atoms(structure):
-    """ASE ``Atoms`` without cell or periodicity, with ``charge``/``multiplicity``/``smiles``/``name`` in ``info``."""
-    atoms = structure.get_ase()
-    atoms.set_pbc(False)
-    atoms.set_cell(None)
-    for key in ('charge', 'multiplicity', 'smiles', 'canonical_smiles', 'inchikey', 'name', 'source'):
-        value = structure.base.attributes.get(key, None)
-        if value is not None:
-            atoms.info[key] = value
-    return atoms
