@@ -28,7 +28,7 @@ def test_smiles_file_prints_built_and_rejected(aiida_profile, tmp_path):
     for text in ('ethanol', 'methyl', 'invalid_smiles', 'duplicate', 'unsupported_element'):
         assert text in output
     flat = re.sub(r'[\s│┃]+', '', output)  # reasons wrap inside the table cells
-    assert "basis'6-31g'hasnofunctionsforI" in flat
+    assert "basis'6-31g'hasnofunctionsforelementI" in flat and 'e.g.def2-svp' in flat  # a basis that covers I
     assert 'c1cc[cH-]c1' in output  # SMILES brackets are printed, not taken for rich markup
     assert '3 structures built, 3 entries rejected' in output
 

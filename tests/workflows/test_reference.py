@@ -145,10 +145,11 @@ def test_large_sets_are_assembled_in_chunks_and_merged(mlqm_code, make_structure
 
 
 def test_cost_planner_packs_by_cost_and_cap():
-    from aiida_mlqm.workflows.batching import estimate_cost_seconds, plan_batches
+    from aiida_mlqm.chemistry.level import LevelOfTheory
+    from aiida_mlqm.workflows.batching import plan_batches
 
-    small = estimate_cost_seconds(['O', 'H', 'H'], {'method': 'hf', 'basis': '6-31g*'})
-    large = estimate_cost_seconds(['C'] * 6 + ['H'] * 6, {'method': 'ccsd(t)', 'basis': 'cc-pvdz'})
+    small = LevelOfTheory.parse({'method': 'hf', 'basis': '6-31g*'}).estimate_seconds(['O', 'H', 'H'])
+    large = LevelOfTheory.parse({'method': 'ccsd(t)', 'basis': 'cc-pvdz'}).estimate_seconds(['C'] * 6 + ['H'] * 6)
     assert large > 100 * small
     costs = {'a': 1.0, 'b': 1.0, 'c': 10.0, 'd': 1.0}
     batches = plan_batches(costs, target_seconds=5.0, max_structures=2)
