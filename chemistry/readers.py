@@ -85,14 +85,16 @@ def jsonable_positions(positions) -> list:
 def _int_or_fail(value: t.Any, what: str, where: str) -> int:
     """``value`` (text from a file, or a number ASE parsed from a comment line) as an integer; ``1.9`` or ``abc`` is
     a :class:`LibraryError` naming the place, never a truncation or a traceback."""
-    if isinstance(value, bool):
-        raise LibraryError(f'{where}: {what} {value!r} is not an integer; write e.g. {what}=-1')
+    shown = value.item() if isinstance(value, np.generic) else value
+    problem = LibraryError(f'{where}: {what} {shown!r} is not an integer; write e.g. {what}=-1')
+    if isinstance(shown, bool):
+        raise problem
     try:
-        number = float(value)
+        number = float(shown)
     except (TypeError, ValueError):
-        raise LibraryError(f'{where}: {what} {value!r} is not an integer; write e.g. {what}=-1') from None
+        raise problem from None
     if not np.isfinite(number) or number != int(number):
-        raise LibraryError(f'{where}: {what} {value!r} is not an integer; write e.g. {what}=-1')
+        raise problem
     return int(number)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigurationParameters(BaseModel):
@@ -47,6 +47,17 @@ class BuildParameters(BaseModel):
         'build calcfunctions only (see BuildWorkChain.built_structures), which halves the storage time of large libraries',
     )
     configurations: ConfigurationParameters
+
+    @field_validator('basis')
+    @classmethod
+    def _basis_in_library(cls, value: str) -> str:
+        # A typo must not reject every entry with a wrong reason ("no functions for H, O") after storing them.
+        from ..chemistry.basis import BasisError, check_basis_name
+
+        try:
+            return check_basis_name(value)
+        except BasisError as exception:
+            raise ValueError(str(exception)) from None
 
 
 def parse_parameters(mapping: t.Mapping[str, t.Any]) -> BuildParameters:

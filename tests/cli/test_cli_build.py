@@ -93,3 +93,13 @@ def test_command_line_uses_the_embedded_profile_by_default(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert 'H2O' in completed.stdout and '1 structures built' in completed.stdout
     assert (tmp_path / 'mlqm' / 'storage' / 'mlqm').is_dir()
+
+
+def test_unknown_basis_is_a_usage_error_before_anything_is_stored(aiida_profile):
+    from aiida import orm
+
+    before = orm.QueryBuilder().append(orm.Node).count()
+    result = invoke(aiida_profile, '--g2', 'H2O', '--basis', 'not-a-basis')
+    assert result.exit_code == 2, result.output
+    assert "'not-a-basis' is not in PySCF's basis library" in result.output
+    assert orm.QueryBuilder().append(orm.Node).count() == before

@@ -211,7 +211,7 @@ def check_answers(ids: dict, answers: dict) -> None:
     assert why['selected_by'][0]['rule'] == 'top force spread' and why['selected_by'][0]['iteration'] == 1
     assert why['selected_by'][0]['model_uuid'] == ids['model']
     assert [entry['uuid'] for entry in why['labelled_by']] == [ids['water_batch']]
-    assert why['labelled_by'][0]['key'] == 'mol_0' and why['labelled_by'][0]['level'] == 'HF/sto-3g'
+    assert why['labelled_by'][0]['key'] == 'mol_0' and why['labelled_by'][0]['level'] == 'hf/sto-3g'
     assert why['routed_by'][0]['route'] == 'single_reference'
     assert answers['why_unselected']['selected_by'] == []
 

@@ -56,7 +56,7 @@ def test_cli_tables_json_and_csv(chain, tmp_path):
         result = runner.invoke(main, ['query', query, chain['reference'] if query != 'invalidate' else chain['water_batch']])
         assert result.exit_code == 0, result.output
     result = runner.invoke(main, ['query', 'why', chain['structures']['mol_0']])
-    assert result.exit_code == 0 and 'top force spread' in result.output and 'HF/sto-3g' in result.output
+    assert result.exit_code == 0 and 'top force spread' in result.output and 'hf/sto-3g' in result.output
     result = runner.invoke(main, ['query', 'why', chain['model']])
     assert result.exit_code == 2 and 'StructureData' in result.output
     result = runner.invoke(main, ['query', 'lineage', '999999999'])
