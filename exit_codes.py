@@ -33,6 +33,7 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
         211,
         'None of the {total} entries could be built; the `rejected` output names the reason of each (first: {first}).',
     ),
+    'ERROR_TOO_FEW_CANDIDATES': (213, '{count} candidates are too few for a campaign.'),
     # 3xx: outputs
     'ERROR_SUB_PROCESS_EXCEPTED': (301, 'The sub process excepted (aiida-core BaseRestartWorkChain).'),
     'ERROR_SUB_PROCESS_KILLED': (302, 'The sub process was killed (aiida-core BaseRestartWorkChain).'),
@@ -53,6 +54,8 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     'ERROR_OUTPUT_STDOUT_MISSING': (312, 'The stdout output file was not retrieved.'),
     'ERROR_JOB_CANCELLED': (320, 'The scheduler job was cancelled ({state}); not resubmitted.'),
     'ERROR_NODE_FAILURES': (321, 'The job hit {count} node failures in a row.'),
+    'ERROR_BUILD_FAILED': (330, 'mlqm.build made no structure: {message}'),
+    'ERROR_REFERENCE_FAILED': (331, 'The reference calculations of {what} failed: {message}'),
     'ERROR_UNEXPECTED_PARSER_EXCEPTION': (350, 'The parser raised an exception: {exception}'),
     # 4xx: electronic structure
     'ERROR_OUT_OF_WALLTIME': (400, 'The runner stopped at its soft walltime ({message}); restart from the checkpoint.'),

@@ -19,7 +19,7 @@ def campaign():
 
 def load_campaign_config(path: str):
     """The validated config and the library records it names; ``click.UsageError`` naming every problem."""
-    from ..provenance.readers import LibraryError
+    from ..chemistry.readers import LibraryError
     from ..workflows.campaign_config import CampaignConfigError, load_config, validate_levels
 
     try:

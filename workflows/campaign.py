@@ -22,6 +22,7 @@ from aiida.engine import ToContext, WorkChain, if_, while_
 
 from ..calcjobs.predict import PredictCalculation
 from ..calcjobs.train import TrainCalculation
+from ..exit_codes import declare
 from ..provenance.dataset import DatasetData
 from .build import BuildWorkChain
 from .campaign_config import CampaignConfigError, parse_config
@@ -98,11 +99,16 @@ class CampaignWorkChain(WorkChain):
         )
         spec.output('screening', valid_type=orm.Dict, required=False, help='Verified top k: predicted vs computed.')
         spec.output('report', valid_type=orm.Dict, help='Per iteration: labels, validation error, uncertainty; stop.')
-        spec.exit_code(310, 'ERROR_BUILD_FAILED', message='mlqm.build made no structure: {message}')
-        spec.exit_code(311, 'ERROR_REFERENCE_FAILED', message='The reference calculations of {what} failed: {message}')
-        spec.exit_code(312, 'ERROR_TOO_FEW_CANDIDATES', message='{count} candidates are too few for a campaign.')
-        spec.exit_code(610, 'ERROR_TRAINING_FAILED', message='Training failed in iteration {iteration}: {message}')
-        spec.exit_code(611, 'ERROR_PREDICTION_FAILED', message='Prediction failed in iteration {iteration}: {message}')
+        declare(
+            spec,
+            'ERROR_TOO_FEW_CANDIDATES',
+            'ERROR_BUILD_FAILED',
+            'ERROR_REFERENCE_FAILED',
+            'ERROR_TRAINING_FAILED',
+            'ERROR_PREDICTION_FAILED',
+            ERROR_TRAINING_FAILED='Training failed in iteration {iteration}: {message}',
+            ERROR_PREDICTION_FAILED='Prediction failed in iteration {iteration}: {message}',
+        )
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 

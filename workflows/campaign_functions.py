@@ -43,10 +43,18 @@ def _dataset_structures(dataset: DatasetData, target_key: str | None = None):
     return structures
 
 
+def get_protocol_parameters(protocol: str, parameters: dict) -> dict:
+    """The complete ``mlqm.build`` parameters of ``protocol`` with ``parameters`` changed (unknown keys raise)."""
+    from .build import BuildWorkChain
+    from .build_parameters import parse_parameters
+
+    inputs = BuildWorkChain.get_protocol_inputs(protocol, {'parameters': parameters})
+    return parse_parameters(inputs['parameters']).model_dump()
+
+
 @calcfunction
 def campaign_parameters(config: orm.Dict) -> dict[str, orm.Dict]:
     """Parameters of the sub-processes, derived from the campaign config (validated again here)."""
-    from .build_parameters import get_protocol_parameters
     from .campaign_config import parse_config
 
     campaign = parse_config(config.get_dict())

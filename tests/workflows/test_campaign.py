@@ -7,7 +7,7 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.plugins import WorkflowFactory
-from aiida_mlqm.provenance.readers import read_g2
+from aiida_mlqm.chemistry.readers import read_g2
 
 MOLECULES = 'H2O,NH3,CH4,CO,HCN,C2H2,C2H4,C2H6,CH3OH,H2CO,HCOOH,CH3CHO,N2,H3CNH2,H2CCO,CH2NHCH2'
 

@@ -17,7 +17,7 @@ def test_campaign_survives_daemon_restart_and_killed_workers(psql_daemon_profile
     submitted = profile.run_json(
         f"""
         from aiida_mlqm.cli.setup import ensure_localhost_computer, ensure_python_code
-        from aiida_mlqm.provenance.readers import read_g2
+        from aiida_mlqm.chemistry.readers import read_g2
         code = ensure_python_code(ensure_localhost_computer())
         builder = WorkflowFactory('mlqm.campaign').get_builder()
         builder.config = Dict({config!r})
