@@ -24,4 +24,6 @@ from . import query as _query  # noqa: E402,F401
 from . import export as _export  # noqa: E402,F401
 from . import operate as _operate  # noqa: E402,F401
 from . import campaign as _campaign  # noqa: E402,F401
+from . import data as _data  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401
 from . import report as _report  # noqa: E402,F401  (last: adds `report` to the campaign group)
