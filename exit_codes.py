@@ -85,6 +85,7 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     'ERROR_UNSUPPORTED_SPECIES': (602, 'Structures contain elements the model does not know: {message}'),
     'ERROR_TRAINING_FAILED': (610, 'The training script failed unexpectedly: {message}'),
     'ERROR_PREDICTION_FAILED': (611, 'The prediction script failed unexpectedly: {message}'),
+    'ERROR_UNTRUSTED_MODEL': (612, 'The model file names types outside the trusted list and was not loaded: {message}'),
     # 7xx: finished, but
     'WARNING_SAMPLING_INCOMPLETE': (701, 'Configurations could not be sampled for {count} structure(s): {names}.'),
     'WARNING_SOME_STRUCTURES_FAILED': (

@@ -3,7 +3,7 @@
 ``predict`` mode returns energies (or the property) with committee spread, calibrated spread, conformal half-width and
 forces for every structure, batched. ``explore`` mode runs a Langevin trajectory from each structure with the committee
 as ASE calculator and returns the geometries where the committee spread crossed the threshold, as ``StructureData``.
-The job runs ``python -m aiida_mlqm.models.predict --input predict.json`` with the code.
+The job runs ``python -m aiida_mlqm.models.jobs.predict --input predict.json`` with the code.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiida_mlqm.provenance.model import ModelData
 
 __all__ = ('PredictCalculation', 'structures_to_npz')
 
-MODULE = 'aiida_mlqm.models.predict'
+MODULE = 'aiida_mlqm.models.jobs.predict'
 
 
 def structures_to_npz(structures: t.Sequence[orm.StructureData]) -> bytes:
@@ -101,6 +101,7 @@ class PredictCalculation(CalcJob):
             'ERROR_INVALID_TRAINING_INPUT',
             'ERROR_UNSUPPORTED_SPECIES',
             'ERROR_PREDICTION_FAILED',
+            'ERROR_UNTRUSTED_MODEL',
             ERROR_INVALID_TRAINING_INPUT='The prediction job refused its inputs: {message}',
         )
 

@@ -1,6 +1,6 @@
 """``mlqm.train``: train a committee potential, a property model, a Δ model or a classifier as a job.
 
-The job runs ``python -m aiida_mlqm.models.train --input train.json`` with the code (a Python that has aiida-mlqm
+The job runs ``python -m aiida_mlqm.models.jobs.train --input train.json`` with the code (a Python that has aiida-mlqm
 installed, e.g. ``mlqm setup``'s ``mlqm-python``). The dataset travels as ``dataset.npz`` (plain arrays, no pickle);
 ``parameters`` are validated against the allow-list of ``aiida_mlqm.models.config`` before submission, so a misspelt
 hyperparameter fails here rather than after a queue wait.
@@ -24,7 +24,7 @@ from aiida_mlqm.provenance.model import ModelData
 
 __all__ = ('TrainCalculation', 'dataset_to_npz')
 
-MODULE = 'aiida_mlqm.models.train'
+MODULE = 'aiida_mlqm.models.jobs.train'
 
 
 def dataset_to_npz(dataset: DatasetData) -> bytes:

@@ -1,4 +1,9 @@
-"""An ASE calculator backed by a committee (or a Δ model): energy, forces and the committee spread, for ML-MD."""
+"""An ASE calculator backed by a committee (or a Δ model): energy, forces and the committee spreads, for ML-MD.
+
+``results`` holds, beside ``energy`` and ``forces``: ``energy_spread`` (calibrated), ``energy_spread_raw``,
+``energy_spread_per_atom`` (raw, eV/atom), ``force_spread`` (the maximum over atoms of the members' force deviation,
+eV/Å; DP-GEN's model deviation) and ``atom_force_spread`` (per atom).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ class CommitteeCalculator(Calculator):
     :param model: a potential ``Committee`` or a ``DeltaModel`` (anything with ``predict(structures, forces=True)``).
     """
 
-    implemented_properties = ['energy', 'free_energy', 'forces', 'energy_spread']  # noqa: RUF012 - ASE's API
+    implemented_properties = [  # noqa: RUF012 - ASE's API
+        'energy', 'free_energy', 'forces', 'energy_spread', 'energy_spread_per_atom', 'force_spread',
+    ]  # fmt: skip
 
     def __init__(self, model, **kwargs) -> None:
         if getattr(model, 'kind', None) not in ('potential', 'ml_base_delta'):
@@ -37,4 +44,7 @@ class CommitteeCalculator(Calculator):
             'forces': prediction.forces.copy(),
             'energy_spread': float(prediction.calibrated_spread[0]),
             'energy_spread_raw': float(prediction.spread[0]),
+            'energy_spread_per_atom': float(prediction.spread_per_atom[0]),
+            'force_spread': float(prediction.force_spread[0]),
+            'atom_force_spread': prediction.atom_force_spread.copy(),
         }

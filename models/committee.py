@@ -1,8 +1,8 @@
 """``Committee``: a trained committee network with its calibration, batched prediction, and saving/loading.
 
-Potentials (``kind='potential'``) predict energies (eV) and forces (eV/Å, the negative gradient of the committee mean
-energy); property models (``kind='property'``) predict one scalar per molecule. Both report the committee spread, the
-spread after calibration, and the conformal half-width.
+Potentials (``kind='potential'``) predict energies (eV) and forces (eV/Å, the negative gradient of each member's
+energy); property models (``kind='property'``) predict one scalar per molecule. Spreads, calibration and intervals
+are those of every backend (``prediction.CommitteeModel``).
 """
 
 from __future__ import annotations
@@ -16,34 +16,17 @@ import torch
 
 from . import serialization
 from .data import Structures, padded
-from .errors import UnsupportedSpeciesError
-from .networks import CommitteeNetwork, NetworkConfig
+from .networks import CommitteeNetwork, NetworkConfig, member_forces
+from .prediction import CommitteeModel, Prediction
 from .uncertainty import Calibration
 
-
-@dataclasses.dataclass
-class Prediction:
-    """Predictions for ``n`` structures; arrays are numpy, units those of the training labels (eV, eV/Å).
-
-    :param value: committee mean per structure (energy or property).
-    :param spread: raw committee standard deviation per structure.
-    :param calibrated_spread: ``spread`` times the calibration scale: an estimate of the error's standard deviation.
-    :param interval: conformal half-width at the model's stated coverage, or ``None`` without held-out data.
-    :param members: per-member values, shape (members, n).
-    :param forces: flat (total atoms, 3) forces of the committee mean, for potentials when asked.
-    """
-
-    value: np.ndarray
-    spread: np.ndarray
-    calibrated_spread: np.ndarray
-    interval: np.ndarray | None
-    members: np.ndarray
-    forces: np.ndarray | None = None
-    coverage: float | None = None
+__all__ = ('Committee', 'Prediction')
 
 
-class Committee:
-    """A committee of networks and what is needed to use it: normalisation (inside the network), calibration, metadata."""
+class Committee(CommitteeModel):
+    """A torchani committee and what is needed to use it: normalisation (inside the network), calibration, metadata."""
+
+    backend = 'torchani'
 
     def __init__(
         self,
@@ -53,10 +36,8 @@ class Committee:
         hyperparameters: dict[str, t.Any] | None = None,
         metrics: dict[str, t.Any] | None = None,
     ) -> None:
+        super().__init__(calibration=calibration, hyperparameters=hyperparameters, metrics=metrics)
         self.network = network.eval()
-        self.calibration = calibration or Calibration()
-        self.hyperparameters = dict(hyperparameters or {})
-        self.metrics = dict(metrics or {})
 
     @property
     def config(self) -> NetworkConfig:
@@ -70,31 +51,24 @@ class Committee:
     def species(self) -> list[int]:
         return list(self.config.species)
 
-    def check_species(self, structures: Structures) -> None:
-        unknown = sorted(set(structures.species) - set(self.species))
-        if unknown:
-            from ase.data import chemical_symbols
-
-            names = ', '.join(chemical_symbols[z] for z in unknown)
-            known = ', '.join(chemical_symbols[z] for z in self.species)
-            raise UnsupportedSpeciesError(
-                f'structures contain {names}, which the model was not trained on (it knows {known}); '
-                'add labelled structures with these elements to the dataset and retrain'
-            )
+    @property
+    def dtype(self) -> str:
+        return self.config.dtype
 
     def members_values(
         self, structures: Structures, *, forces: bool = False, batch_size: int = 512
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-member values ``(members, n)`` and, with ``forces``, the committee-mean forces (total atoms, 3).
+        """Per-member values ``(members, n)`` and, with ``forces``, per-member forces ``(members, total atoms, 3)``.
 
         Structures are grouped by size before padding, so that a batch pads little; outputs come back in input order.
+        The members' forces come from one batched backward pass through the shared AEV.
         """
         self.check_species(structures)
-        if forces and self.kind != 'potential':
-            raise ValueError('forces are only defined for potentials (target energy), not for property models')
+        self.check_forces(forces)
         dtype = self.network.reference.dtype
-        values = np.zeros((self.network.members, len(structures)))
-        force_out = np.zeros((len(structures.numbers), 3)) if forces else None
+        count = self.network.members
+        values = np.zeros((count, len(structures)))
+        force_out = np.zeros((count, len(structures.numbers), 3)) if forces else None
         order = np.argsort(structures.sizes, kind='stable')
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
@@ -104,29 +78,15 @@ class Committee:
             if forces:
                 positions.requires_grad_(True)
                 members = self.network(numbers, positions)
-                (gradient,) = torch.autograd.grad(members.mean(0).sum(), positions)
-                gradient = -gradient.detach().numpy()
+                chunk_forces = member_forces(members, positions, create_graph=False).detach().numpy()
                 for row, index in enumerate(chunk):
                     lo, hi = structures.offsets[index], structures.offsets[index + 1]
-                    force_out[lo:hi] = gradient[row, : hi - lo]
+                    force_out[:, lo:hi] = chunk_forces[:, row, : hi - lo]
             else:
                 with torch.inference_mode():
                     members = self.network(numbers, positions)
             values[:, chunk] = members.detach().numpy()
         return values, force_out
-
-    def predict(self, structures: Structures, *, forces: bool = False, batch_size: int = 512) -> Prediction:
-        members, force_out = self.members_values(structures, forces=forces, batch_size=batch_size)
-        spread = members.std(axis=0, ddof=1) if members.shape[0] > 1 else np.zeros(members.shape[1])
-        return Prediction(
-            value=members.mean(axis=0),
-            spread=spread,
-            calibrated_spread=self.calibration.apply(spread),
-            interval=self.calibration.interval_halfwidth(spread),
-            members=members,
-            forces=force_out,
-            coverage=self.calibration.coverage if self.calibration.conformal_quantile is not None else None,
-        )
 
     # -- saving ----------------------------------------------------------------------------------------------------
 
@@ -134,7 +94,7 @@ class Committee:
         network = self.network
         return {
             'kind': self.kind,
-            'backend': 'torchani',
+            'backend': self.backend,
             'architecture': dataclasses.asdict(self.config),
             'hyperparameters': self.hyperparameters,
             'species': self.species,

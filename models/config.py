@@ -16,16 +16,45 @@ AEV_PRESET_NAMES = ('ani1x', 'ani2x', 'compact')
 ACTIVATION_NAMES = ('celu', 'gelu', 'silu', 'tanh')
 
 
-class TrainingConfig(pydantic.BaseModel):
-    """Hyperparameters of a committee (unknown keys are rejected, so a typo never trains the defaults silently)."""
+BACKEND_NAMES = ('torchani', 'mace')
+
+
+class MaceOptions(pydantic.BaseModel):
+    """Architecture of each MACE member (mace-torch's ``ScaleShiftMACE``); the defaults are a small model for molecules.
+
+    :param r_max: cutoff radius in Å. ``num_channels``: features per irrep. ``max_L``: highest irrep of the hidden
+        features (0 invariant, 1 adds vectors). ``correlation``: body order of the product basis minus one.
+    """
 
     model_config = pydantic.ConfigDict(extra='forbid')
 
+    r_max: float = pydantic.Field(5.0, gt=0)
+    num_channels: int = pydantic.Field(32, ge=1)
+    max_L: int = pydantic.Field(1, ge=0, le=3)
+    max_ell: int = pydantic.Field(3, ge=1, le=4)
+    correlation: int = pydantic.Field(3, ge=1, le=4)
+    num_interactions: int = pydantic.Field(2, ge=1, le=4)
+    num_radial_basis: int = pydantic.Field(8, ge=1)
+    num_cutoff_basis: int = pydantic.Field(5, ge=1)
+    radial_mlp: list[int] = pydantic.Field(default_factory=lambda: [32, 32])
+
+
+class TrainingConfig(pydantic.BaseModel):
+    """Hyperparameters of a committee (unknown keys are rejected, so a typo never trains the defaults silently).
+
+    ``backend`` picks the member architecture: ``torchani`` (``aev``, ``hidden``, ``activation``) or ``mace``
+    (``mace``); everything else (members, bootstrap, loss, early stopping, calibration) is shared.
+    """
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    backend: t.Literal['torchani', 'mace'] = 'torchani'
     members: int = pydantic.Field(4, ge=1, le=64)
     seed: int = 0
     aev: str = 'compact'
     hidden: list[int] = pydantic.Field(default_factory=lambda: [64, 32])
     activation: str = 'celu'
+    mace: MaceOptions = pydantic.Field(default_factory=MaceOptions)
     dtype: t.Literal['float32', 'float64'] = 'float32'
     extensive: bool = True
     epochs: int = pydantic.Field(300, ge=1)

@@ -22,9 +22,10 @@ import typing as t
 import numpy as np
 
 from . import serialization
-from .committee import Committee, Prediction
+from .backends import load_committee
 from .data import Structures, split_indices
 from .errors import InvalidInputError
+from .prediction import CommitteeModel, Prediction, structure_max
 from .uncertainty import Calibration, calibrate, combine_spreads
 
 
@@ -119,7 +120,7 @@ class DeltaModel:
 
     def __init__(
         self,
-        correction: Committee,
+        correction: CommitteeModel,
         *,
         levels: tuple[str, str],
         calibration: Calibration | None = None,
@@ -169,7 +170,8 @@ class DeltaModel:
             interval=self.calibration.interval_halfwidth(correction.spread),
             members=base_energy[None, :] + correction.members,
             forces=np.asarray(base_forces) + correction.forces if with_forces else None,
-            coverage=self.calibration.coverage if self.calibration.conformal_quantile is not None else None,
+            coverage=self.calibration.guaranteed_coverage,
+            interval_note=self.calibration.note(),
         )
 
     def metadata(self) -> dict[str, t.Any]:
@@ -198,7 +200,7 @@ class DeltaModel:
         directory = pathlib.Path(directory)
         metadata = serialization.read_metadata(directory)
         return cls(
-            Committee.load(directory / 'correction'),
+            load_committee(directory / 'correction'),
             levels=(metadata['levels']['base'], metadata['levels']['target']),
             calibration=Calibration.from_dict(metadata.get('calibration')),
             metrics=metadata.get('metrics'),
@@ -273,8 +275,8 @@ class MLBaseDeltaModel:
 
     def __init__(
         self,
-        base: Committee,
-        correction: Committee,
+        base: CommitteeModel,
+        correction: CommitteeModel,
         *,
         levels: tuple[str, str],
         calibration: Calibration | None = None,
@@ -297,20 +299,26 @@ class MLBaseDeltaModel:
         correction = self.correction.predict(structures, forces=forces, batch_size=batch_size)
         spread = combine_spreads(base.spread, correction.spread)
         members = base.members.mean(0, keepdims=True) + correction.members  # a correction member on the mean base
-        return Prediction(
+        prediction = Prediction(
             value=base.value + correction.value,
             spread=spread,
             calibrated_spread=self.calibration.apply(spread),
             interval=self.calibration.interval_halfwidth(spread),
             members=members,
             forces=None if not forces else base.forces + correction.forces,
-            coverage=self.calibration.coverage if self.calibration.conformal_quantile is not None else None,
+            coverage=self.calibration.guaranteed_coverage,
+            spread_per_atom=spread / structures.sizes,
+            interval_note=self.calibration.note(),
         )
+        if forces:
+            prediction.atom_force_spread = combine_spreads(base.atom_force_spread, correction.atom_force_spread)
+            prediction.force_spread = structure_max(prediction.atom_force_spread, structures.offsets)
+        return prediction
 
     def metadata(self) -> dict[str, t.Any]:
         return {
             'kind': 'ml_base_delta',
-            'backend': 'torchani',
+            'backend': self.base.backend,
             'levels': {'base': self.levels[0], 'target': self.levels[1]},
             'species': self.species,
             'architecture': {
@@ -338,8 +346,8 @@ class MLBaseDeltaModel:
         directory = pathlib.Path(directory)
         metadata = serialization.read_metadata(directory)
         return cls(
-            Committee.load(directory / 'base'),
-            Committee.load(directory / 'correction'),
+            load_committee(directory / 'base'),
+            load_committee(directory / 'correction'),
             levels=(metadata['levels']['base'], metadata['levels']['target']),
             calibration=Calibration.from_dict(metadata.get('calibration')),
             metrics=metadata.get('metrics'),
@@ -395,7 +403,7 @@ def train_ml_base_delta(
     return model
 
 
-def train_committee_logged(data: Structures, hyperparameters, log, name: str) -> Committee:
+def train_committee_logged(data: Structures, hyperparameters, log, name: str) -> CommitteeModel:
     from .training import train_committee
 
     return train_committee(data, hyperparameters, kind='potential', log=lambda line: log(f'[{name}] {line}'))

@@ -29,3 +29,9 @@ class UnsupportedSpeciesError(ModelError, ValueError):
     """A structure contains elements the model was not trained on: out of its domain."""
 
     code = 'unsupported_species'
+
+
+class UntrustedModelError(ModelError, ValueError):
+    """A saved model file names types outside the trusted list (code could run on load): refused, nothing loaded."""
+
+    code = 'untrusted_model'

@@ -196,3 +196,16 @@ class CommitteeNetwork(torch.nn.Module):
         if not self.config.extensive:
             total = total / (elements >= 0).sum(-1).to(total.dtype)
         return total
+
+
+def member_forces(members: torch.Tensor, positions: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """Forces of every member ``(members, B, N, 3)`` from its values ``(members, B)`` in one batched backward pass.
+
+    ``create_graph`` keeps the graph for a force loss during training.
+    """
+    count = members.shape[0]
+    selector = torch.eye(count, dtype=members.dtype).unsqueeze(-1).expand(count, count, members.shape[1])
+    (gradient,) = torch.autograd.grad(
+        members, positions, grad_outputs=selector, is_grads_batched=True, create_graph=create_graph
+    )
+    return -gradient

@@ -2,7 +2,8 @@
 
 A saved model is a directory with ``metadata.json`` (``kind``, architecture, hyperparameters, species,
 normalisation, metrics, library versions) and the weights beside it: ``weights.safetensors`` (committees),
-``model.skops`` (classifiers) or one sub-directory per part (Δ-learning). ``load_model`` dispatches on ``kind``.
+``model.skops`` (classifiers) or one sub-directory per part (Δ-learning). ``registry.load_model`` dispatches on
+``kind``; this module imports no model class, so every model module can import it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ KINDS = ('potential', 'property', 'delta', 'ml_base_delta', 'classifier')
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a saved model depends on, recorded so that a load on another machine can be judged."""
     versions = {'python': platform.python_version()}
-    for package in ('torch', 'torchani', 'numpy', 'scikit-learn', 'skops', 'safetensors', 'ase'):
+    for package in ('torch', 'torchani', 'mace-torch', 'e3nn', 'numpy', 'scikit-learn', 'skops', 'safetensors', 'ase'):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -63,26 +64,6 @@ def load_tensors(directory: str | pathlib.Path) -> dict[str, t.Any]:
     from safetensors.torch import load_file
 
     return load_file(str(pathlib.Path(directory) / WEIGHTS_FILE))
-
-
-def load_model(directory: str | pathlib.Path):
-    """Load any saved model: a ``Committee``, a ``DeltaModel``, an ``MLBaseDeltaModel`` or a ``CalibratedClassifier``."""
-    kind = read_metadata(directory)['kind']
-    if kind in ('potential', 'property'):
-        from .committee import Committee
-
-        return Committee.load(directory)
-    if kind == 'delta' and not (pathlib.Path(directory) / 'base').is_dir():
-        from .delta import DeltaModel
-
-        return DeltaModel.load(directory)
-    if kind in ('delta', 'ml_base_delta'):  # 'delta' with a base committee: saved before the kinds were split
-        from .delta import MLBaseDeltaModel
-
-        return MLBaseDeltaModel.load(directory)
-    from .classifier import CalibratedClassifier
-
-    return CalibratedClassifier.load(directory)
 
 
 def _json_default(value):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 import typing as t
@@ -20,7 +21,7 @@ from .committee import Committee
 from .config import TrainingConfig, parse_config
 from .data import Structures, fit_reference_energies, padded, split_indices
 from .errors import InvalidInputError, NaNLossError
-from .networks import CommitteeNetwork, NetworkConfig
+from .networks import CommitteeNetwork, NetworkConfig, member_forces
 from .uncertainty import calibrate
 
 
@@ -80,16 +81,6 @@ def _fit_normalisation(network: CommitteeNetwork, data: Structures, values: np.n
     return reference
 
 
-def _member_forces(members: torch.Tensor, positions: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """Forces of every member ``(members, B, N, 3)`` in one batched backward pass through the shared AEV."""
-    count = members.shape[0]
-    selector = torch.eye(count, dtype=members.dtype).unsqueeze(-1).expand(count, count, members.shape[1])
-    (gradient,) = torch.autograd.grad(
-        members, positions, grad_outputs=selector, is_grads_batched=True, create_graph=create_graph
-    )
-    return -gradient
-
-
 def _batch_loss(network, batch, weights, config, use_forces, scale, training: bool) -> torch.Tensor:
     """Per-member loss ``(members,)``: bootstrap-weighted mean of squared errors in normalised units."""
     dtype = network.reference.dtype
@@ -106,7 +97,7 @@ def _batch_loss(network, batch, weights, config, use_forces, scale, training: bo
     norm = weights.sum(1).clamp(min=1.0)
     loss = config.energy_weight * (weights * energy_term).sum(1) / norm
     if use_forces and 'forces' in batch:
-        forces = _member_forces(members, positions, create_graph=training)
+        forces = member_forces(members, positions, create_graph=training)
         mask = torch.from_numpy(batch['mask']).to(dtype).unsqueeze(-1)
         difference = ((forces - torch.as_tensor(batch['forces'], dtype=dtype)) / scale) ** 2 * mask
         per_structure = difference.sum((2, 3)) / (3 * atoms)
@@ -155,10 +146,67 @@ def train_committee(
         return _train_committee(data, config, kind, validation, log)
 
 
-def _train_committee(
-    data: Structures, config: TrainingConfig, kind: str, validation: Structures | None, log
-) -> Committee:
+@dataclasses.dataclass
+class Splits:
+    """The training structures and the held-out ones: validation (early stopping) and calibration (spread, intervals)."""
+
+    train: Structures
+    validation: Structures | None
+    calibration: Structures | None
+
+    def describe(self) -> str:
+        size = lambda part: 0 if part is None else len(part)
+        return f'{len(self.train)} training, {size(self.validation)} validation, {size(self.calibration)} calibration'
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What the epoch loop did: how many epochs, which was best (its weights are loaded), how long, the losses."""
+
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    history: list[dict[str, float]]
+
+
+class Trainable(t.Protocol):
+    """What a backend hands the epoch loop: a module whose members train together under bootstrap weights."""
+
+    members: int
+
+    def parameters(self): ...
+    def state_dict(self): ...
+    def load_state_dict(self, state): ...
+    def train(self, mode: bool = True): ...
+    def eval(self): ...
+    def batch_loss(self, structures: Structures, indices: np.ndarray, weights: np.ndarray, training: bool): ...
+
+
+def _train_committee(data: Structures, config: TrainingConfig, kind: str, validation: Structures | None, log):
+    """The steps of ``train_committee``: check the labels, split, build the backend, fit, calibrate."""
     log = log or (lambda line: None)
+    config = resolve_force_weight(data, config, kind)
+    splits = split(data, config, validation)
+    if config.backend == 'mace':
+        from .mace import build_trainable
+    else:
+        build_trainable = build_torchani
+    trainable, make_committee, baseline = build_trainable(splits, config, kind)
+    rng = np.random.default_rng(config.seed)
+    weights = bootstrap_weights(config, len(splits.train), rng)
+    log(
+        f'training {config.members} {config.backend} members on {splits.describe()} structures '
+        f'({f"energies, forces on {splits.train.num_force_frames}" if config.force_weight else "values"})'
+    )
+    result = fit(trainable, splits, config, weights, rng, log)
+    hyper = config.model_dump()
+    hyper['units'] = {'energy': 'eV', 'forces': 'eV/Å', 'positions': 'Å'} if kind == 'potential' else {}
+    committee = make_committee(hyper)
+    return finish(committee, splits, config, kind, result, baseline, log)
+
+
+def resolve_force_weight(data: Structures, config: TrainingConfig, kind: str) -> TrainingConfig:
+    """Check the labels ``kind`` needs; return ``config`` with ``force_weight`` decided (0 when no force loss)."""
     if kind not in ('potential', 'property'):
         raise InvalidInputError(f"kind must be 'potential' or 'property' for a committee, got {kind!r}")
     _labels(data, kind)
@@ -175,18 +223,170 @@ def _train_committee(
             )
         use_forces = False
     force_weight = (1.0 if config.force_weight is None else config.force_weight) if use_forces else 0.0
-    config = config.model_copy(update={'force_weight': force_weight})
+    return config.model_copy(update={'force_weight': force_weight})
 
+
+def split(data: Structures, config: TrainingConfig, validation: Structures | None) -> Splits:
+    """Hold out ``calibration_fraction`` (and ``validation_fraction`` unless ``validation`` is given) of ``data``.
+
+    Without a calibration block the validation structures calibrate.
+    """
     fractions = [config.calibration_fraction, 0.0 if validation is not None else config.validation_fraction]
     train_index, calibration_index, validation_index = split_indices(len(data), fractions, config.seed)
-    train = data.subset(train_index)
-    validation = (
-        validation if validation is not None else (data.subset(validation_index) if len(validation_index) else None)
-    )
+    if validation is None and len(validation_index):
+        validation = data.subset(validation_index)
     calibration = data.subset(calibration_index) if len(calibration_index) else validation
+    return Splits(data.subset(train_index), validation, calibration)
 
+
+def bootstrap_weights(config: TrainingConfig, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``(members, count)``: how often each member's bootstrap resample drew each training structure (all ones
+    without bootstrapping or with one member)."""
+    if config.bootstrap and config.members > 1:
+        return np.stack([np.bincount(rng.integers(0, count, count), minlength=count) for _ in range(config.members)])
+    return np.ones((config.members, count))
+
+
+def fit(
+    trainable: Trainable, splits: Splits, config: TrainingConfig, weights: np.ndarray, rng: np.random.Generator, log
+) -> FitResult:
+    """Adam with learning-rate reduction on plateau; early stopping on the validation loss; best weights restored."""
+    optimizer = torch.optim.Adam(trainable.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 3))
+    best = (math.inf, 0, copy.deepcopy(trainable.state_dict()))
+    started = time.perf_counter()
+    epoch, history = 0, []
+    for epoch in range(1, config.epochs + 1):
+        train_loss = _train_epoch(trainable, splits.train, weights, optimizer, config, rng, epoch)
+        monitored = _monitor_loss(trainable, splits.validation or splits.train)
+        if not math.isfinite(monitored):
+            raise NaNLossError(f'validation loss became {monitored} at epoch {epoch}; lower learning_rate')
+        scheduler.step(monitored)
+        improved = monitored < best[0]
+        if improved:
+            best = (monitored, epoch, copy.deepcopy(trainable.state_dict()))
+        history.append({'epoch': epoch, 'train_loss': train_loss, 'validation_loss': monitored})
+        log(
+            f'epoch {epoch:4d}/{config.epochs}  train_loss {train_loss:.4g}  validation_loss {monitored:.4g}'
+            f'  lr {optimizer.param_groups[0]["lr"]:.2g}  {time.perf_counter() - started:.1f} s{"  *" if improved else ""}'
+        )
+        if epoch - best[1] >= config.patience:
+            log(f'early stop: no improvement for {config.patience} epochs, best epoch {best[1]}')
+            break
+        if config.max_seconds and time.perf_counter() - started > config.max_seconds:
+            log(f'stopped after max_seconds={config.max_seconds}, best epoch {best[1]}')
+            break
+    trainable.load_state_dict(best[2])
+    trainable.eval()
+    return FitResult(epoch, best[1], time.perf_counter() - started, history)
+
+
+def _train_epoch(trainable, train: Structures, weights, optimizer, config: TrainingConfig, rng, epoch: int) -> float:
+    """One pass over shuffled mini-batches; returns the mean member loss. A non-finite loss raises ``NaNLossError``."""
+    trainable.train()
+    order = rng.permutation(len(train))
+    total, batches = 0.0, 0
+    for start in range(0, len(order), config.batch_size):
+        chunk = order[start : start + config.batch_size]
+        loss = trainable.batch_loss(train, chunk, weights[:, chunk], True).sum()
+        if not torch.isfinite(loss):
+            raise NaNLossError(
+                f'loss became {loss.item()} at epoch {epoch}; lower learning_rate (now {config.learning_rate}) '
+                'or check the labels for outliers'
+            )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() / config.members
+        batches += 1
+    trainable.eval()
+    return total / batches
+
+
+def _monitor_loss(trainable, structures: Structures) -> float:
+    """Mean member loss on ``structures`` (unweighted), the early-stopping criterion."""
+    total, count = 0.0, 0
+    for start in range(0, len(structures), 256):
+        chunk = np.arange(start, min(start + 256, len(structures)))
+        ones = np.ones((trainable.members, len(chunk)))
+        loss = trainable.batch_loss(structures, chunk, ones, False)
+        total += float(loss.mean().detach()) * len(chunk)
+        count += len(chunk)
+    return total / count
+
+
+def finish(committee, splits: Splits, config: TrainingConfig, kind: str, result: FitResult, baseline, log):
+    """Metrics on every split, and the calibration (spread scale, conformal quantile) on the calibration split."""
+    metrics: dict[str, t.Any] = {
+        'num_train': len(splits.train),
+        'num_validation': 0 if splits.validation is None else len(splits.validation),
+        'num_calibration': 0 if splits.calibration is None else len(splits.calibration),
+        'epochs_run': result.epochs_run,
+        'best_epoch': result.best_epoch,
+        'training_seconds': result.seconds,
+        'train': evaluate(committee, splits.train),
+        'baseline_composition': baseline,
+    }
+    if splits.validation is not None:
+        metrics['validation'] = evaluate(committee, splits.validation)
+    if splits.calibration is not None:
+        prediction = committee.predict(splits.calibration)
+        committee.calibration = calibrate(
+            prediction.spread, prediction.value - _labels(splits.calibration, kind), config.coverage
+        )
+        metrics['calibration'] = committee.calibration.as_dict()
+    note = committee.calibration.note()
+    if note:
+        log(note)
+    committee.metrics = metrics
+    summary = metrics.get('validation', metrics['train'])
+    log('final ' + '  '.join(f'{key} {value:.4g}' for key, value in summary.items()))
+    return committee
+
+
+# -- the torchani backend ----------------------------------------------------------------------------------------------
+
+
+class _AniTrainable:
+    """The torchani ``CommitteeNetwork`` as the epoch loop sees it."""
+
+    def __init__(self, network: CommitteeNetwork, config: TrainingConfig) -> None:
+        self.network, self.config = network, config
+        self.members = network.members
+        self.scale = float(network.scale)
+
+    def parameters(self):
+        return self.network.parameters()
+
+    def state_dict(self):
+        return self.network.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        self.network.load_state_dict(state)
+
+    def train(self, mode: bool = True):
+        return self.network.train(mode)
+
+    def eval(self):
+        return self.network.eval()
+
+    def batch_loss(self, structures: Structures, indices: np.ndarray, weights: np.ndarray, training: bool):
+        use_forces = bool(self.config.force_weight)
+        return _batch_loss(
+            self.network, padded(structures, indices), weights, self.config, use_forces, self.scale, training
+        )
+
+
+def build_torchani(splits: Splits, config: TrainingConfig, kind: str):
+    """A torchani committee network with its normalisation fitted on the training split.
+
+    :return: ``(trainable, make_committee(hyperparameters) -> Committee, composition baseline metrics)``.
+    """
+    validation = splits.validation
     network_config = NetworkConfig(
-        species=data.species if validation is None else sorted(set(data.species) | set(validation.species)),
+        species=splits.train.species
+        if validation is None
+        else sorted(set(splits.train.species) | set(validation.species)),
         aev=config.aev,
         hidden=config.hidden,
         activation=config.activation,
@@ -196,105 +396,9 @@ def _train_committee(
         dtype=config.dtype,
     )
     network = CommitteeNetwork(network_config, seed=config.seed)
-    train_values = _labels(train, kind)
-    _fit_normalisation(network, train, train_values, kind, config.extensive)
-    scale = float(network.scale)
-    baseline = _composition_baseline(network, train, validation, kind)
-
-    rng = np.random.default_rng(config.seed)
-    if config.bootstrap and config.members > 1:
-        weights = np.stack(
-            [np.bincount(rng.integers(0, len(train), len(train)), minlength=len(train)) for _ in range(config.members)]
-        )
-    else:
-        weights = np.ones((config.members, len(train)))
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 3))
-    best = (math.inf, 0, copy.deepcopy(network.state_dict()))
-    started = time.perf_counter()
-    epoch = 0
-    history = []
-    log(
-        f'training {config.members} members on {len(train)} structures ({f"energies, forces on {train.num_force_frames}" if use_forces else "values"}), '
-        f'{0 if validation is None else len(validation)} validation, {0 if calibration is None else len(calibration)} calibration'
-    )
-    for epoch in range(1, config.epochs + 1):
-        network.train()
-        order = rng.permutation(len(train))
-        total, batches = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            chunk = order[start : start + config.batch_size]
-            loss = _batch_loss(network, padded(train, chunk), weights[:, chunk], config, use_forces, scale, True).sum()
-            if not torch.isfinite(loss):
-                raise NaNLossError(
-                    f'loss became {loss.item()} at epoch {epoch}; lower learning_rate (now {config.learning_rate}) '
-                    'or check the labels for outliers'
-                )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() / config.members
-            batches += 1
-        network.eval()
-        monitored = _monitor_loss(network, validation or train, config, use_forces, scale)
-        if not math.isfinite(monitored):
-            raise NaNLossError(f'validation loss became {monitored} at epoch {epoch}; lower learning_rate')
-        scheduler.step(monitored)
-        improved = monitored < best[0]
-        if improved:
-            best = (monitored, epoch, copy.deepcopy(network.state_dict()))
-        history.append({'epoch': epoch, 'train_loss': total / batches, 'validation_loss': monitored})
-        log(
-            f'epoch {epoch:4d}/{config.epochs}  train_loss {total / batches:.4g}  validation_loss {monitored:.4g}'
-            f'  lr {optimizer.param_groups[0]["lr"]:.2g}  {time.perf_counter() - started:.1f} s{"  *" if improved else ""}'
-        )
-        if epoch - best[1] >= config.patience:
-            log(f'early stop: no improvement for {config.patience} epochs, best epoch {best[1]}')
-            break
-        if config.max_seconds and time.perf_counter() - started > config.max_seconds:
-            log(f'stopped after max_seconds={config.max_seconds}, best epoch {best[1]}')
-            break
-    seconds = time.perf_counter() - started
-    network.load_state_dict(best[2])
-    network.eval()
-
-    hyper = config.model_dump()
-    hyper['units'] = {'energy': 'eV', 'forces': 'eV/Å', 'positions': 'Å'} if kind == 'potential' else {}
-    committee = Committee(network, hyperparameters=hyper)
-    metrics: dict[str, t.Any] = {
-        'num_train': len(train),
-        'num_validation': 0 if validation is None else len(validation),
-        'num_calibration': 0 if calibration is None else len(calibration),
-        'epochs_run': epoch,
-        'best_epoch': best[1],
-        'training_seconds': seconds,
-        'train': evaluate(committee, train),
-        'baseline_composition': baseline,
-    }
-    if validation is not None:
-        metrics['validation'] = evaluate(committee, validation)
-    if calibration is not None:
-        prediction = committee.predict(calibration)
-        committee.calibration = calibrate(
-            prediction.spread, prediction.value - _labels(calibration, kind), config.coverage
-        )
-        metrics['calibration'] = committee.calibration.as_dict()
-    committee.metrics = metrics
-    summary = metrics.get('validation', metrics['train'])
-    log('final ' + '  '.join(f'{key} {value:.4g}' for key, value in summary.items()))
-    return committee
-
-
-def _monitor_loss(network, structures: Structures, config, use_forces: bool, scale: float) -> float:
-    """Mean member loss on ``structures`` (unweighted), the early-stopping criterion."""
-    total, count = 0.0, 0
-    for start in range(0, len(structures), 256):
-        chunk = np.arange(start, min(start + 256, len(structures)))
-        ones = np.ones((network.members, len(chunk)))
-        loss = _batch_loss(network, padded(structures, chunk), ones, config, use_forces, scale, False)
-        total += float(loss.mean().detach()) * len(chunk)
-        count += len(chunk)
-    return total / count
+    _fit_normalisation(network, splits.train, _labels(splits.train, kind), kind, config.extensive)
+    baseline = _composition_baseline(network, splits.train, validation, kind)
+    return _AniTrainable(network, config), lambda hyper: Committee(network.eval(), hyperparameters=hyper), baseline
 
 
 def _composition_baseline(network, train: Structures, validation: Structures | None, kind: str) -> dict[str, float]:

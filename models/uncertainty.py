@@ -24,7 +24,12 @@ _FLOOR = 1e-12
 
 @dataclasses.dataclass
 class Calibration:
-    """Fitted corrections of a committee spread (stored in the model's metadata)."""
+    """Fitted corrections of a committee spread (stored in the model's metadata).
+
+    :param coverage: the coverage that was asked for. With ``size`` held-out structures a split-conformal interval can
+        guarantee at most ``size / (size + 1)``; when that is less, the largest score is used and
+        ``guaranteed_coverage`` says what the intervals hold at (``note()`` says why), never a silent None.
+    """
 
     scale: float = 1.0
     conformal_quantile: float | None = None
@@ -38,17 +43,50 @@ class Calibration:
         return np.asarray(spread) * self.scale
 
     def interval_halfwidth(self, spread: np.ndarray) -> np.ndarray | None:
-        """Half-width of the conformal interval at ``coverage``, or ``None`` when no quantile was fitted."""
+        """Half-width of the conformal interval at ``guaranteed_coverage``, or ``None`` without a calibration set."""
         if self.conformal_quantile is None:
             return None
         return np.asarray(spread) * self.conformal_quantile
 
+    @property
+    def guaranteed_coverage(self) -> float | None:
+        """The coverage the intervals hold at: the requested one, or ``size / (size + 1)`` when that is smaller."""
+        if self.conformal_quantile is None or self.size < 1:
+            return None
+        return min(self.coverage, reachable_coverage(self.size))
+
+    def note(self) -> str | None:
+        """``None`` when the intervals hold at the requested coverage; otherwise one sentence saying why not."""
+        if self.size < 1 or self.conformal_quantile is None:
+            return (
+                'no conformal interval: the model has no held-out calibration set; train with '
+                'calibration_fraction > 0 (or a validation set)'
+            )
+        if reachable_coverage(self.size) < self.coverage:
+            return (
+                f'the calibration set of {self.size} structures is too small for coverage {self.coverage:g} '
+                f'(it needs at least {minimum_calibration_size(self.coverage)}); intervals hold at the reachable '
+                f'coverage {reachable_coverage(self.size):.3f}'
+            )
+        return None
+
     def as_dict(self) -> dict[str, t.Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), 'guaranteed_coverage': self.guaranteed_coverage, 'note': self.note()}
 
     @classmethod
     def from_dict(cls, values: dict[str, t.Any] | None) -> Calibration:
-        return cls(**(values or {}))
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in (values or {}).items() if key in names})
+
+
+def reachable_coverage(size: int) -> float:
+    """The largest coverage a split-conformal interval from ``size`` held-out points guarantees: ``size/(size+1)``."""
+    return size / (size + 1)
+
+
+def minimum_calibration_size(coverage: float) -> int:
+    """Fewest held-out points for which ``ceil((n + 1) * coverage) <= n``, i.e. ``n >= coverage / (1 - coverage)``."""
+    return math.ceil(coverage / (1 - coverage) - 1e-9)
 
 
 def fit_scale(spread: np.ndarray, error: np.ndarray) -> float:
@@ -107,14 +145,16 @@ def calibrate(spread: np.ndarray, error: np.ndarray, coverage: float = 0.9) -> C
         return Calibration(coverage=coverage)
     scale = fit_scale(spread, error)
     quantile = conformal_quantile(spread, error, coverage)
-    covered = float(np.mean(np.abs(error) <= quantile * spread)) if math.isfinite(quantile) else 1.0
+    if not math.isfinite(quantile):
+        # too few points for the requested coverage: the largest score guarantees size / (size + 1) instead
+        quantile = float(np.max(np.abs(error) / np.maximum(spread, _FLOOR)))
     return Calibration(
         scale=scale,
-        conformal_quantile=quantile if math.isfinite(quantile) else None,
+        conformal_quantile=quantile,
         coverage=coverage,
         calibration_error_before=calibration_error(spread, error),
         calibration_error_after=calibration_error(scale * spread, error),
-        empirical_coverage=covered,
+        empirical_coverage=float(np.mean(np.abs(error) <= quantile * spread)),
         size=len(spread),
     )
 

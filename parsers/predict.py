@@ -50,6 +50,8 @@ class PredictParser(Parser):
         node.base.attributes.set('keys', keys)
         node.base.attributes.set('units', results.get('units', {}))
         node.base.attributes.set('coverage', results.get('coverage'))
+        node.base.attributes.set('requested_coverage', results.get('requested_coverage'))
+        node.base.attributes.set('interval_note', results.get('interval_note'))
         node.base.attributes.set('model_kind', results.get('model_kind'))
         node.base.attributes.set('seconds', results.get('seconds'))
         self.out('predictions', node)

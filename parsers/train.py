@@ -22,6 +22,7 @@ STATUS_EXIT_CODES = {
     'nan_loss': 'ERROR_NAN_LOSS',
     'invalid_input': 'ERROR_INVALID_TRAINING_INPUT',
     'unsupported_species': 'ERROR_UNSUPPORTED_SPECIES',
+    'untrusted_model': 'ERROR_UNTRUSTED_MODEL',
 }
 
 

@@ -47,6 +47,7 @@ class ModelData(orm.Data):
             raise ValueError(
                 f'{directory} contains pickle-based files; models are stored as safetensors/skops/JSON only'
             )
+        _audit_skops_files(directory)
         node = cls()
         node.base.repository.put_object_from_tree(str(directory))
         for key in ATTRIBUTE_KEYS:
@@ -80,7 +81,7 @@ class ModelData(orm.Data):
 
     def load_model(self):
         """Return the model object (``Committee``, ``DeltaModel`` or ``CalibratedClassifier``) from the repository."""
-        from aiida_mlqm.models.serialization import load_model
+        from aiida_mlqm.models.registry import load_model
 
         with tempfile.TemporaryDirectory(prefix='mlqm-model-') as folder:
             # everything is read into memory by load_model, so the temporary copy can go right after
@@ -114,6 +115,22 @@ class ModelData(orm.Data):
 
     def __str__(self) -> str:
         return f'ModelData<{self.pk}>: {self.summary()}' if self.is_stored else f'ModelData: {self.summary()}'
+
+
+def _audit_skops_files(directory: pathlib.Path) -> None:
+    """Refuse a directory whose ``.skops`` files name types outside the trusted list (they could run code on load)."""
+    from aiida_mlqm.models.classifier import audit_skops
+
+    for path in sorted(directory.rglob('*.skops')):
+        try:
+            refused = audit_skops(path)
+        except Exception as exception:  # noqa: BLE001 - an unreadable file is refused as well, with the reason
+            raise ValueError(f'{path} is not a readable .skops file: {exception}') from None
+        if refused:
+            raise ValueError(
+                f'{path} names types outside the trusted list: {", ".join(refused)}; refusing to store it (loading '
+                'it could run code). Save classifiers with aiida_mlqm.models.classifier.'
+            )
 
 
 def json_safe(value):

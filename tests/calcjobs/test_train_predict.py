@@ -97,7 +97,8 @@ def test_predict_job_matches_model(trained, water_dataset, mlqm_code, make_struc
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     predictions = results['predictions']
     assert predictions.base.attributes.get('keys') == ['water_0', 'water_1', 'water_2']
-    assert predictions.base.attributes.get('units') == {'energy': 'eV', 'forces': 'eV/Å'}
+    units = predictions.base.attributes.get('units')
+    assert units['energy'] == 'eV' and units['forces'] == 'eV/Å' and units['force_spread'] == 'eV/Å'
     direct = model.load_model().predict(
         Structures(np.tile([8, 1, 1], 3), np.concatenate([f.positions for f in frames]), np.array([0, 3, 6, 9])),
         forces=True,
@@ -105,6 +106,12 @@ def test_predict_job_matches_model(trained, water_dataset, mlqm_code, make_struc
     np.testing.assert_allclose(predictions.get_array('energy'), direct.value, rtol=1e-6)
     np.testing.assert_allclose(predictions.get_array('forces'), direct.forces, atol=1e-4)
     assert predictions.get_array('energy_spread').shape == (3,)
+    np.testing.assert_allclose(predictions.get_array('force_spread'), direct.force_spread, rtol=1e-4)
+    assert predictions.get_array('atom_force_spread').shape == (9,)
+    # 24 frames, 10 % calibration: too few for 90 % coverage, and the output says so instead of a silent NaN
+    assert predictions.base.attributes.get('requested_coverage') == 0.9
+    assert predictions.base.attributes.get('coverage') == pytest.approx(2 / 3)
+    assert 'too small' in predictions.base.attributes.get('interval_note')
     # the model predicts the held-out PySCF energies far better than composition would guess
     errors = np.abs(predictions.get_array('energy') - np.array([f.energy for f in frames]))
     assert errors.max() < 0.5, errors

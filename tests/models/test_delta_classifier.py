@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida_mlqm.models.data import Structures
-
 from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 
@@ -55,7 +54,7 @@ HYPER = {'aev': 'compact', 'hidden': [32, 16], 'epochs': 80, 'batch_size': 8, 'l
 def test_delta_on_cheap_qm_beats_cheap_qm_alone_and_round_trips(two_levels, tmp_path):
     """The default Δ model adds a learned correction to the base-level QM energy of each structure."""
     from aiida_mlqm.models.delta import DeltaModel, train_delta
-    from aiida_mlqm.models.serialization import load_model
+    from aiida_mlqm.models.registry import load_model
 
     model = train_delta(
         two_levels,
@@ -102,7 +101,7 @@ def test_delta_prediction_needs_base_level_energies(two_levels):
 
 def test_ml_base_delta_model_beats_base_alone_and_round_trips(two_levels, tmp_path):
     from aiida_mlqm.models.delta import MLBaseDeltaModel, train_ml_base_delta
-    from aiida_mlqm.models.serialization import load_model
+    from aiida_mlqm.models.registry import load_model
 
     model = train_ml_base_delta(
         two_levels,
@@ -144,7 +143,8 @@ def classification_data(seed: int = 0, count: int = 400):
 
 def test_classifier_calibrated_and_skops_round_trip(tmp_path):
     from aiida_mlqm.models.classifier import train_classifier
-    from aiida_mlqm.models.serialization import load_model, read_metadata
+    from aiida_mlqm.models.registry import load_model
+    from aiida_mlqm.models.serialization import read_metadata
 
     features, labels = classification_data()
     classifier = train_classifier(

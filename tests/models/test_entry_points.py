@@ -19,7 +19,7 @@ def write_job(folder, name, values):
 
 @pytest.fixture(scope='module')
 def trained_folder(tmp_path_factory, water_train):
-    from aiida_mlqm.models import train
+    from aiida_mlqm.models.jobs import train
 
     folder = tmp_path_factory.mktemp('train')
     water_train.save_npz(folder / 'dataset.npz')
@@ -39,24 +39,34 @@ def test_train_entry_point_writes_model_metrics_status(trained_folder, capsys):
 
 
 def test_predict_entry_point(trained_folder, water_test):
-    from aiida_mlqm.models import predict
     from aiida_mlqm.models.committee import Committee
+    from aiida_mlqm.models.jobs import predict
 
     water_test.save_npz(trained_folder / 'structures.npz')
     argv = ['--input', write_job(trained_folder, 'predict.json', {'model': 'model', 'structures': 'structures.npz'})]
     assert predict.main(argv) == 0
     with np.load(trained_folder / 'predictions.npz') as arrays:
         energy, forces, spread = arrays['energy'], arrays['forces'], arrays['energy_spread']
+        force_spread, atom_force_spread = arrays['force_spread'], arrays['atom_force_spread']
+        per_atom = arrays['energy_spread_per_atom']
     direct = Committee.load(trained_folder / 'model').predict(water_test, forces=True)
     np.testing.assert_allclose(energy, direct.value)
     np.testing.assert_allclose(forces, direct.forces)
+    np.testing.assert_allclose(force_spread, direct.force_spread)
+    np.testing.assert_allclose(atom_force_spread, direct.atom_force_spread)
+    np.testing.assert_allclose(per_atom, direct.spread / 3)
+    assert force_spread.shape == (len(water_test),) and np.all(force_spread > 0)
     assert spread.shape == (len(water_test),) and np.all(spread > 0)
     results = json.loads((trained_folder / 'results.json').read_text())
-    assert results['units'] == {'energy': 'eV', 'forces': 'eV/Å'} and results['count'] == len(water_test)
+    assert results['units']['energy'] == 'eV' and results['units']['force_spread'] == 'eV/Å'
+    assert results['count'] == len(water_test)
+    # 56 frames, 10 % calibration: 6 held-out frames cannot guarantee 90 %; the job says what they guarantee
+    assert results['requested_coverage'] == 0.9 and results['coverage'] == pytest.approx(6 / 7)
+    assert 'too small for coverage 0.9' in results['interval_note']
 
 
 def test_explore_entry_point_returns_candidates(trained_folder, water_test):
-    from aiida_mlqm.models import predict
+    from aiida_mlqm.models.jobs import predict
 
     water_test.subset(range(3)).save_npz(trained_folder / 'starts.npz')
     settings = {'temperature': 800, 'steps': 40, 'threshold': 1e-4, 'check_interval': 2, 'seed': 4}
@@ -99,6 +109,9 @@ def test_ase_calculator_matches_committee(trained_folder, water_test):
     assert atoms.get_potential_energy() == pytest.approx(prediction.value[0])
     np.testing.assert_allclose(atoms.get_forces(), prediction.forces)
     assert atoms.calc.results['energy_spread'] == pytest.approx(prediction.calibrated_spread[0])
+    assert atoms.calc.results['force_spread'] == pytest.approx(prediction.force_spread[0])
+    assert atoms.calc.results['energy_spread_per_atom'] == pytest.approx(prediction.spread[0] / 3)
+    np.testing.assert_allclose(atoms.calc.results['atom_force_spread'], prediction.atom_force_spread)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +123,7 @@ def test_ase_calculator_matches_committee(trained_folder, water_test):
     ],
 )
 def test_train_entry_point_failures_are_coded(tmp_path, water_train, job, error):
-    from aiida_mlqm.models import train
+    from aiida_mlqm.models.jobs import train
 
     water_train.subset(range(10)).save_npz(tmp_path / 'dataset.npz')
     assert train.main(['--input', write_job(tmp_path, 'bad.json', job)]) == 1
@@ -119,7 +132,7 @@ def test_train_entry_point_failures_are_coded(tmp_path, water_train, job, error)
 
 
 def test_nan_loss_is_coded(tmp_path, water_train):
-    from aiida_mlqm.models import train
+    from aiida_mlqm.models.jobs import train
 
     broken = water_train.subset(range(20))
     broken.energy = np.where(np.arange(20) % 3 == 0, np.nan, broken.energy)

@@ -42,3 +42,27 @@ def test_conformal_quantile_is_infinite_with_too_few_points():
 
 def test_combined_spread_adds_in_quadrature():
     np.testing.assert_allclose(combine_spreads(np.array([3.0]), np.array([4.0])), [5.0])
+
+
+def test_small_calibration_set_states_the_reachable_coverage():
+    from aiida_mlqm.models.uncertainty import Calibration
+
+    spread, error = synthetic(4, 5, 1.0)
+    calibration = calibrate(spread, error, coverage=0.9)
+    # five held-out points guarantee at most 5/6 coverage: the interval is the largest score, and it says so
+    assert calibration.guaranteed_coverage == pytest.approx(5 / 6)
+    note = calibration.note()
+    assert '5 structures' in note and 'at least 9' in note and '0.833' in note
+    assert np.all(np.abs(error) <= calibration.interval_halfwidth(spread) * (1 + 1e-12))
+    assert Calibration.from_dict(calibration.as_dict()) == calibration
+    assert calibration.as_dict()['note'] == note
+
+
+def test_enough_points_hold_the_requested_coverage_without_a_note():
+    from aiida_mlqm.models.uncertainty import Calibration, minimum_calibration_size
+
+    spread, error = synthetic(5, 9, 1.0)
+    assert minimum_calibration_size(0.9) == 9 and minimum_calibration_size(0.8) == 4
+    calibration = calibrate(spread, error, coverage=0.9)
+    assert calibration.guaranteed_coverage == 0.9 and calibration.note() is None
+    assert 'no held-out calibration set' in Calibration().note() and Calibration().guaranteed_coverage is None

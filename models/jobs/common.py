@@ -11,7 +11,7 @@ import typing as t
 
 import pydantic
 
-from .errors import InvalidInputError, ModelError
+from ..errors import InvalidInputError, ModelError
 
 STATUS_FILE = 'status.json'
 

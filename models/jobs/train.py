@@ -1,4 +1,4 @@
-"""``python -m aiida_mlqm.models.train --input train.json``: train a model from ``.npz`` data, as a job does.
+"""``python -m aiida_mlqm.models.jobs.train --input train.json``: train a model from ``.npz`` data, as a job does.
 
 ``train.json`` (unknown keys are an error)::
 
@@ -25,9 +25,9 @@ import typing as t
 
 import numpy as np
 
-from ._cli import STATUS_FILE, read_input, run_main
-from .config import ClassifierConfig, TrainParameters
-from .errors import InvalidInputError
+from ..config import ClassifierConfig, TrainParameters
+from ..errors import InvalidInputError
+from .common import STATUS_FILE, read_input, run_main
 
 
 class TrainJob(TrainParameters):
@@ -41,7 +41,7 @@ class TrainJob(TrainParameters):
 
 
 def _load(path: pathlib.Path, job: TrainJob):
-    from .data import Structures
+    from ..data import Structures
 
     if not path.is_file():
         raise InvalidInputError(f'dataset file {path} does not exist')
@@ -57,7 +57,7 @@ def _load(path: pathlib.Path, job: TrainJob):
 def train(job: TrainJob, folder: pathlib.Path) -> dict[str, t.Any]:
     """Train what ``job`` describes, save it under ``folder / job.output``; return a summary for the status file."""
     if job.kind == 'classifier':
-        from .classifier import train_classifier
+        from ..classifier import train_classifier
 
         with np.load(folder / job.dataset, allow_pickle=False) as archive:
             if not {'features', 'labels'} <= set(archive.files):
@@ -68,7 +68,7 @@ def train(job: TrainJob, folder: pathlib.Path) -> dict[str, t.Any]:
             options = ClassifierConfig(**job.hyperparameters).model_dump()
             model = train_classifier(archive['features'], archive['labels'], feature_names=names, **options)
     elif job.kind == 'delta':
-        from .delta import train_delta
+        from ..delta import train_delta
 
         if not job.base_level or not job.target_level:
             raise InvalidInputError('a delta model needs base_level and target_level')
@@ -80,7 +80,7 @@ def train(job: TrainJob, folder: pathlib.Path) -> dict[str, t.Any]:
             log=_print,
         )
     elif job.kind == 'ml_base_delta':
-        from .delta import train_ml_base_delta
+        from ..delta import train_ml_base_delta
 
         if not job.base_level or not job.target_level:
             raise InvalidInputError('an ml_base_delta model needs base_level and target_level')
@@ -93,7 +93,7 @@ def train(job: TrainJob, folder: pathlib.Path) -> dict[str, t.Any]:
             log=_print,
         )
     else:
-        from .training import train_committee
+        from ..training import train_committee
 
         validation = _load(folder / job.validation_dataset, job) if job.validation_dataset else None
         try:

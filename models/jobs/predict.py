@@ -1,4 +1,4 @@
-"""``python -m aiida_mlqm.models.predict --input predict.json``: apply a saved model to structures, as a job does.
+"""``python -m aiida_mlqm.models.jobs.predict --input predict.json``: apply a saved model to structures, as a job does.
 
 ``predict.json`` (unknown keys are an error)::
 
@@ -9,9 +9,11 @@
      "output": "predictions.npz", "candidates": "candidates.npz", "results": "results.json", "status": "status.json"}
 
 ``predictions.npz`` holds ``energy`` (or ``property``), ``energy_spread`` (calibrated), ``energy_spread_raw``,
-``energy_interval`` (conformal half-width, NaN without calibration), ``members`` and, with forces, flat ``forces`` with
-the structures' ``offsets``. A classifier reads ``features`` from the structures file and writes ``probabilities``.
-``results.json`` names units, coverage and timings; in explore mode ``candidates.npz`` holds the candidate geometries.
+``energy_spread_per_atom``, ``energy_interval`` (conformal half-width, NaN without calibration: ``results.json``'s
+``interval_note`` then says why), ``members`` and, with forces, flat ``forces``, ``atom_force_spread`` (per atom) and
+``force_spread`` (its maximum per structure, the model deviation) with the structures' ``offsets``. A classifier reads
+``features`` from the structures file and writes ``probabilities``. ``results.json`` names units, the guaranteed and
+requested coverage and timings; in explore mode ``candidates.npz`` holds the candidate geometries.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import typing as t
 
 import numpy as np
 
-from ._cli import STATUS_FILE, read_input, run_main
-from .config import PredictParameters
-from .errors import InvalidInputError
+from ..config import PredictParameters
+from ..errors import InvalidInputError
+from .common import STATUS_FILE, read_input, run_main
 
 
 class PredictJob(PredictParameters):
@@ -41,15 +43,15 @@ class PredictJob(PredictParameters):
 
 
 def predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
-    from .training import torch_threads
+    from ..training import torch_threads
 
     with torch_threads(job.num_threads):
         return _predict(job, folder)
 
 
 def _predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
-    from .data import Structures
-    from .serialization import load_model
+    from ..data import Structures
+    from ..registry import load_model
 
     model = load_model(folder / job.model)
     path = folder / job.structures
@@ -73,6 +75,7 @@ def _predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
             name: prediction.value,
             f'{name}_spread': prediction.calibrated_spread,
             f'{name}_spread_raw': prediction.spread,
+            f'{name}_spread_per_atom': prediction.spread_per_atom,
             f'{name}_interval': prediction.interval
             if prediction.interval is not None
             else np.full(len(structures), np.nan),
@@ -81,11 +84,23 @@ def _predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
         }
         if prediction.forces is not None:
             arrays['forces'] = prediction.forces
+            arrays['force_spread'] = prediction.force_spread
+            arrays['atom_force_spread'] = prediction.atom_force_spread
         np.savez(folder / job.output, **arrays)
-        results.update(count=len(structures), coverage=prediction.coverage, forces=prediction.forces is not None)
-        results['units'] = {'energy': 'eV', 'forces': 'eV/Å'} if name == 'energy' else {}
+        results.update(
+            count=len(structures),
+            coverage=prediction.coverage,
+            requested_coverage=model.calibration.coverage,
+            interval_note=prediction.interval_note,
+            forces=prediction.forces is not None,
+        )
+        results['units'] = (
+            {'energy': 'eV', 'forces': 'eV/Å', 'energy_spread_per_atom': 'eV/atom', 'force_spread': 'eV/Å'}
+            if name == 'energy'
+            else {}
+        )
     else:
-        from .explore import explore
+        from ..explore import explore
 
         if model.kind not in ('potential', 'ml_base_delta'):
             raise InvalidInputError(
