@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from .data import Structures, padded
-from .selection import max_force_spread
 
 
 def aev_descriptors(
@@ -55,32 +54,16 @@ def committee_signals(committee, structures: Structures, *, batch_size: int = 12
     """Per structure: ``energy`` (mean, eV), ``energy_spread`` (raw, eV), ``energy_spread_per_atom`` (eV/atom),
     ``max_force_spread`` (eV/Å), and ``forces`` (flat committee-mean forces, eV/Å).
 
-    :param committee: a potential ``Committee``; every member's forces come from one batched backward pass.
+    :param committee: a potential committee of any backend (``prediction.CommitteeModel``); its prediction carries
+        the per-member force spreads (``selection.max_force_spread`` is the same definition).
     """
-    from .training import _member_forces
-
     if committee.kind != 'potential':
         raise ValueError(f'force spreads need a potential committee, not a {committee.kind} model')
-    committee.check_species(structures)
-    network = committee.network
-    dtype = network.reference.dtype
-    members_total = np.zeros((network.members, len(structures)))
-    member_forces = np.zeros((network.members, len(structures.numbers), 3))
-    for start in range(0, len(structures), batch_size):
-        chunk = np.arange(start, min(start + batch_size, len(structures)))
-        batch = padded(structures, chunk)
-        positions = torch.tensor(batch['positions'], dtype=dtype, requires_grad=True)
-        members = network(torch.from_numpy(batch['numbers']), positions)
-        forces = _member_forces(members, positions, create_graph=False).detach().numpy()
-        members_total[:, chunk] = members.detach().numpy()
-        for row, index in enumerate(chunk):
-            lo, hi = structures.offsets[index], structures.offsets[index + 1]
-            member_forces[:, lo:hi] = forces[:, row, : hi - lo]
-    spread = members_total.std(axis=0, ddof=1) if network.members > 1 else np.zeros(len(structures))
+    prediction = committee.predict(structures, forces=True, batch_size=batch_size)
     return {
-        'energy': members_total.mean(axis=0),
-        'energy_spread': spread,
-        'energy_spread_per_atom': spread / structures.sizes,
-        'max_force_spread': max_force_spread(member_forces, structures.offsets),
-        'forces': member_forces.mean(axis=0),
+        'energy': prediction.value,
+        'energy_spread': prediction.spread,
+        'energy_spread_per_atom': prediction.spread_per_atom,
+        'max_force_spread': prediction.force_spread,
+        'forces': prediction.forces,
     }
