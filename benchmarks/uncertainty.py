@@ -34,8 +34,8 @@ def signals(committee, test) -> dict[str, float]:
 def run(quick: bool) -> dict:
     from aiida_mlqm.models.config import TrainingConfig
 
-    from .backends import train
     from .backends import split as backends_split
+    from .backends import train
 
     test, validation, pool, sizes = backends_split(quick)
     default = TrainingConfig().backend

@@ -79,7 +79,7 @@ def _mace_modules():
     with torch.serialization.safe_globals([slice]), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         from e3nn import o3
-        from mace import modules  # noqa: I001 - a third-party package, not this module
+        from mace import modules
     return o3, modules
 
 

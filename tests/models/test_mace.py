@@ -131,6 +131,4 @@ def test_ase_calculator_and_float64_copy(mace_committee, water_test):
     np.testing.assert_allclose(atoms.get_forces(), prediction.forces, rtol=1e-5, atol=1e-5)
     assert atoms.calc.results['force_spread'] == pytest.approx(prediction.force_spread[0], rel=1e-5)
     double = mace_committee.to_dtype('float64')
-    np.testing.assert_allclose(
-        double.predict(water_test.subset([0])).value, prediction.value, rtol=1e-6
-    )
+    np.testing.assert_allclose(double.predict(water_test.subset([0])).value, prediction.value, rtol=1e-6)
