@@ -21,7 +21,6 @@ from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 DATA = pathlib.Path(__file__).parent / 'data'
 KELVIN_TO_HARTREE = 3.166811563e-6
-AMU_TO_ME = 1822.888486
 
 
 def _mole(symbols, positions, basis: str):
@@ -97,20 +96,20 @@ def equilibrium(smiles: str, method: str, basis: str, log=print):
     return symbols, positions, frequencies, modes
 
 
-def sample(positions, frequencies, modes, masses, count: int, temperatures: tuple[float, float], seed: int):
+def sample(positions, frequencies, modes, count: int, temperatures: tuple[float, float], seed: int):
     """``count`` geometries (Å) with normal coordinates from the harmonic Boltzmann distribution.
 
-    ``modes`` are pyscf's normal modes (unit-normalised mass-weighted vectors divided by sqrt(mass)); a coordinate
-    ``q`` with variance ``kT / omega^2`` (atomic units) displaces atom ``a`` by ``q * mode[a] / sqrt(m_e units)``.
+    PySCF's harmonic analysis works with masses in amu: ``frequencies`` (``freq_au``) are in
+    sqrt(hartree / (bohr^2 amu)) and ``modes`` (``norm_mode``) in 1/sqrt(amu), so a normal coordinate of variance
+    ``kT / frequency^2`` (bohr^2 amu) times a mode is a Cartesian displacement in bohr (0.1 Å RMS at 500 K here).
     """
     rng = np.random.default_rng(seed)
     frequencies = np.abs(np.real(frequencies))
     geometries = []
     for _ in range(count):
         temperature = rng.uniform(*temperatures)
-        sigma = np.sqrt(temperature * KELVIN_TO_HARTREE) / frequencies  # bohr * sqrt(m_e)
-        q = rng.normal(0.0, sigma)
-        displacement = np.einsum('k,kai->ai', q, np.real(modes)) / np.sqrt(AMU_TO_ME) * BOHR_TO_ANGSTROM
+        q = rng.normal(0.0, np.sqrt(temperature * KELVIN_TO_HARTREE) / frequencies)
+        displacement = np.einsum('k,kai->ai', q, np.real(modes)) * BOHR_TO_ANGSTROM
         geometries.append(positions + displacement)
     return geometries
 
@@ -128,9 +127,9 @@ def frames(
 ):
     """The first ``count`` frames of the set as ``Structures`` (cached; computes only what the cache lacks)."""
     from aiida_mlqm.models.data import Structures
-    from ase.data import atomic_masses, atomic_numbers
+    from ase.data import atomic_numbers
 
-    name = f'{smiles}_{method}_{basis}_{int(temperatures[0])}-{int(temperatures[1])}K_seed{seed}'
+    name = f'{smiles}_{method}_{basis}_{int(temperatures[0])}-{int(temperatures[1])}K_seed{seed}_v2'
     name = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
     DATA.mkdir(exist_ok=True)
     cache = DATA / f'{name}.npz'
@@ -143,12 +142,11 @@ def frames(
         symbols, positions, frequencies, modes = equilibrium(smiles, method, basis, log=log)
         np.savez(header, symbols=np.asarray(symbols), positions=positions, frequencies=frequencies, modes=modes)
     numbers = np.array([atomic_numbers[s] for s in symbols])
-    masses = atomic_masses[numbers]
     energies, forces = [], []
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as archive:
             energies, forces = list(archive['energy']), list(archive['forces'])
-    geometries = sample(positions, frequencies, modes, masses, count, temperatures, seed)
+    geometries = sample(positions, frequencies, modes, count, temperatures, seed)
     started = time.perf_counter()
     for index in range(len(energies), count):
         energy, force = label(symbols, geometries[index], method, basis)

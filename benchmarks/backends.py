@@ -1,19 +1,21 @@
 """torchani and MACE committees side by side: learning curves (25, 50, 100 training frames) and prediction speed.
 
 Data: normal-mode samples of ethanol labelled by PySCF (``benchmarks/_pes.py``: HF/3-21G energies and forces,
-temperatures 50-1000 K, cached in ``benchmarks/data``). One fixed split for every model: frames 0-79 test, 80-99
-validation (early stopping and calibration), the first N of frames 100-199 training. Each backend trains a committee
+temperatures 50-1000 K, cached in ``benchmarks/data``). One fixed split for every model: frames 0-39 test, 40-59
+validation (early stopping and calibration), the first N of frames 60-159 training. Each backend trains a committee
 of the same number of members with its default architecture for the same wall-clock budget per model, so the learning
 curves answer "which backend to pick when labels are scarce" and the throughput column what that costs at prediction.
-``--quick`` uses 120 frames (60 test/validation, training sizes 25 and 50).
+``--quick`` uses 120 frames (training sizes 25 and 50).
 """
 
 from __future__ import annotations
 
+import pathlib
 import time
 
 import numpy as np
 
+MODELS = pathlib.Path(__file__).parent / 'data' / 'models'
 DESCRIPTION = 'torchani vs MACE committees: energy/force MAE at 25/50/100 training frames, energies per second'
 
 COMMON = {
@@ -36,12 +38,12 @@ BACKENDS = {
 
 
 def split(quick: bool):
+    """``(test, validation, training pool, training sizes)``: frames 0-39 test, 40-59 validation, the rest training."""
     from ._pes import frames
 
-    data = frames(120 if quick else 200, method='hf', basis='3-21g', temperatures=(50.0, 1000.0), log=print)
-    if quick:
-        return data.subset(range(40)), data.subset(range(40, 60)), data.subset(range(60, 120)), (25, 50)
-    return data.subset(range(80)), data.subset(range(80, 100)), data.subset(range(100, 200)), (25, 50, 100)
+    data = frames(120 if quick else 160, method='hf', basis='3-21g', temperatures=(50.0, 1000.0), log=print)
+    pool = data.subset(range(60, len(data)))
+    return data.subset(range(40)), data.subset(range(40, 60)), pool, (25, 50) if quick else (25, 50, 100)
 
 
 def throughput(committee, structures, repeats: int = 3) -> float:
@@ -58,22 +60,28 @@ def throughput(committee, structures, repeats: int = 3) -> float:
     return len(structures) / best
 
 
-def train(backend: str, data, validation, seconds: float):
+def train(backend: str, data, validation, seconds: float, *, keep: str | None = None):
+    """Train a committee of ``backend`` with the shared settings; with ``keep``, save it under
+    ``benchmarks/data/models/<keep>`` (the ``uncertainty`` benchmark reuses the models trained on the most frames)."""
     from aiida_mlqm.models.training import train_committee
 
     hyper = {**COMMON, **BACKENDS[backend], 'max_seconds': seconds}
-    return train_committee(data, hyper, validation=validation, log=None)
+    committee = train_committee(data, hyper, validation=validation, log=None)
+    if keep:
+        committee.save(MODELS / keep)
+    return committee
 
 
 def run(quick: bool) -> dict:
     from aiida_mlqm.models.training import evaluate
 
     test, validation, pool, sizes = split(quick)
-    budget = 120.0 if quick else 480.0
+    budget = 90.0 if quick else 240.0
     table, results = [], {}
     for backend in BACKENDS:
         for size in sizes:
-            committee = train(backend, pool.subset(range(size)), validation, budget)
+            keep = f'{backend}-{size}{"-quick" if quick else ""}' if size == sizes[-1] else None
+            committee = train(backend, pool.subset(range(size)), validation, budget, keep=keep)
             tested = evaluate(committee, test)
             rate = throughput(committee, test)
             results[backend, size] = tested
