@@ -11,7 +11,7 @@ import pytest
 from aiida import engine, orm
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'models'))
-from test_skops_security import write_hostile_classifier  # noqa: E402
+from test_skops_security import write_hostile_classifier
 
 
 @pytest.fixture
