@@ -1,11 +1,11 @@
 """torchani and MACE committees side by side: learning curves (25, 50, 100 training frames) and prediction speed.
 
 Data: normal-mode samples of ethanol labelled by PySCF (``benchmarks/_pes.py``: HF/3-21G energies and forces,
-temperatures 50-1000 K, cached in ``benchmarks/data``). One fixed split for every model: frames 0-39 test, 40-59
-validation (early stopping and calibration), the first N of frames 60-159 training. Each backend trains a committee
+temperatures 50-1000 K, cached in ``benchmarks/data``). One fixed split for every model: frames 0-19 test, 20-39
+validation (early stopping and calibration), the first N of frames 40-139 training. Each backend trains a committee
 of the same number of members with its default architecture for the same wall-clock budget per model, so the learning
 curves answer "which backend to pick when labels are scarce" and the throughput column what that costs at prediction.
-``--quick`` uses 120 frames (training sizes 25 and 50).
+``--quick`` uses 100 frames (training sizes 25 and 50).
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ BACKENDS = {
 
 
 def split(quick: bool):
-    """``(test, validation, training pool, training sizes)``: frames 0-39 test, 40-59 validation, the rest training."""
+    """``(test, validation, training pool, training sizes)``: frames 0-19 test, 20-39 validation, the rest training."""
     from ._pes import frames
 
-    data = frames(120 if quick else 160, method='hf', basis='3-21g', temperatures=(50.0, 1000.0), log=print)
-    pool = data.subset(range(60, len(data)))
-    return data.subset(range(40)), data.subset(range(40, 60)), pool, (25, 50) if quick else (25, 50, 100)
+    data = frames(100 if quick else 140, method='hf', basis='3-21g', temperatures=(50.0, 1000.0), log=print)
+    pool = data.subset(range(40, len(data)))
+    return data.subset(range(20)), data.subset(range(20, 40)), pool, (25, 50) if quick else (25, 50, 100)
 
 
 def throughput(committee, structures, repeats: int = 3) -> float:

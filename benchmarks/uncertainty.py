@@ -1,7 +1,7 @@
 """Do the committee's uncertainty signals track the error on held-out frames, and do the intervals cover?
 
 The same ethanol set and split as ``backends`` (``benchmarks/_pes.py``): the committees trained on the 100 training
-frames (validation frames calibrate; those the ``backends`` benchmark saved, when present), then on the 40 test frames, per frame: the Spearman rank correlation of the
+frames (validation frames calibrate; those the ``backends`` benchmark saved, when present), then on the 20 test frames, per frame: the Spearman rank correlation of the
 force spread (maximum over atoms of the members' force deviation, DP-GEN's model deviation) with the largest atomic
 force error, of the energy spread with the absolute energy error, and the fraction of test energies inside the
 conformal interval at the stated coverage (0.9). Both backends are measured; the figures without a backend prefix
