@@ -19,13 +19,15 @@ from .errors import InvalidInputError, UntrustedModelError
 MODEL_FILE = 'model.skops'
 ESTIMATORS = ('random_forest', 'gradient_boosting', 'logistic_regression')
 # The exact type names, beyond those skops trusts by default, that the classifiers trained here contain (every
-# estimator with both calibration methods; tests/models/test_skops_security.py checks the list is complete). A name
-# outside it is refused: a .skops file may name any callable, and loading it would call it (``builtins.eval``).
+# estimator with both calibration methods, and method_selection's; tests/models/test_skops_security.py checks the
+# list is complete). A name outside it is refused: a .skops file may name any callable, and loading it would call it
+# (``builtins.eval``).
 TRUSTED_TYPES = frozenset(
     {
         'sklearn.calibration._CalibratedClassifier',
         'sklearn.calibration._SigmoidCalibration',
         'sklearn.tree._tree.Tree',
+        'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor',  # method_selection's classifier
     }
 )
 

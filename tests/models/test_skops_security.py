@@ -90,3 +90,15 @@ def test_trusted_list_covers_every_classifier_trained_here(tmp_path, monkeypatch
     np.testing.assert_array_equal(
         load_model(tmp_path / 'model').predict_proba(features), classifier.predict_proba(features)
     )
+
+
+def test_trusted_list_covers_the_method_selection_classifier(tmp_path):
+    from aiida_mlqm.models.classifier import CalibratedClassifier, audit_skops
+    from aiida_mlqm.models.method_selection import ClassifierSettings, _estimator
+
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(40, 2))
+    labels = np.where(features[:, 0] > 0, 'multireference', 'single-reference')
+    model = _estimator(ClassifierSettings()).fit(features, labels)
+    CalibratedClassifier(model, feature_names=['a', 'b'], hyperparameters={}, metrics={}).save(tmp_path / 'model')
+    assert audit_skops(tmp_path / 'model' / 'model.skops') == []
