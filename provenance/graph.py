@@ -47,7 +47,8 @@ class Subgraph:
 
     def of_class(self, cls: type[orm.Node]) -> list[NodeRow]:
         """Nodes whose class is exactly ``cls`` (AiiDA's ``node_type``), sorted by id."""
-        return sorted((row for row in self.nodes.values() if row.node_type == cls.class_node_type), key=lambda r: r.id)
+        node_type = cls.class_node_type  # a class property that AiiDA computes on every access: once here
+        return sorted((row for row in self.nodes.values() if row.node_type == node_type), key=lambda r: r.id)
 
     def with_process_type(self, *process_types: str) -> list[NodeRow]:
         return sorted((row for row in self.nodes.values() if row.process_type in process_types), key=lambda r: r.id)
@@ -149,29 +150,34 @@ def walk_sql(start: t.Iterable[int], *, direction: str = 'up', link_types: t.Seq
 
     Read-only; the tables are AiiDA's own (both ``core.psql_dos`` and ``core.sqlite_dos`` use them), so the answer is
     the QueryBuilder walk's, which the tests check on both back ends.
+
+    On PostgreSQL each step looks the links up by node through a ``LATERAL ... OFFSET 0`` subquery, which pins the plan
+    to the index on ``output_id`` (``input_id`` downwards). Without it, a database whose statistics are stale (just
+    after a bulk insert or an archive import, before autovacuum's ANALYZE) intersects the output index with the index
+    on ``type``, which matches nearly every link: 96 s instead of 0.05 s for a 3,000-node lineage in a 100,000-node
+    graph, measured here.
     """
     from aiida.manage import get_manager
     from sqlalchemy import bindparam, text
 
     near, far = ('output_id', 'input_id') if direction == 'up' else ('input_id', 'output_id')
-    cte = (
-        'WITH RECURSIVE reached(id) AS ('
-        ' SELECT id FROM db_dbnode WHERE id IN :start'
-        ' UNION'
-        f' SELECT l.{far} FROM db_dblink l JOIN reached r ON l.{near} = r.id WHERE l.type IN :types'
-        ') '
-    )
     session = get_manager().get_profile_storage().get_session()
-    params = {'start': list(start), 'types': list(link_types)}
-
-    def run(sql: str):
-        statement = text(cte + sql).bindparams(bindparam('start', expanding=True), bindparam('types', expanding=True))
-        return session.execute(statement, params).fetchall()
-
-    node_rows = run('SELECT n.id, n.uuid, n.node_type, n.process_type FROM db_dbnode n JOIN reached r ON n.id = r.id')
-    link_rows = run(
-        f'SELECT l.input_id, l.output_id, l.type, l.label FROM db_dblink l JOIN reached r ON l.{near} = r.id'
-        ' WHERE l.type IN :types'
+    if session.get_bind().dialect.name == 'postgresql':
+        step = f'SELECT l.{far} FROM reached r CROSS JOIN LATERAL (SELECT {far}, type FROM db_dblink WHERE {near} = r.id OFFSET 0) l'
+        links = f'SELECT l.* FROM reached r CROSS JOIN LATERAL (SELECT input_id, output_id, type, label FROM db_dblink WHERE {near} = r.id OFFSET 0) l'
+        nodes = 'SELECT n.* FROM reached r CROSS JOIN LATERAL (SELECT id, uuid, node_type, process_type FROM db_dbnode WHERE id = r.id OFFSET 0) n'
+    else:
+        step = f'SELECT l.{far} FROM db_dblink l JOIN reached r ON l.{near} = r.id'
+        links = f'SELECT l.input_id, l.output_id, l.type, l.label FROM db_dblink l JOIN reached r ON l.{near} = r.id'
+        nodes = 'SELECT n.id, n.uuid, n.node_type, n.process_type FROM db_dbnode n JOIN reached r ON n.id = r.id'
+    sql = (
+        'WITH RECURSIVE reached(id) AS ('
+        f' SELECT id FROM db_dbnode WHERE id IN :start UNION {step} WHERE l.type IN :types'
+        f'), links AS ({links} WHERE l.type IN :types), nodes AS ({nodes}) '
+        "SELECT 'n', id, NULL, CAST(uuid AS TEXT), node_type, process_type FROM nodes "
+        "UNION ALL SELECT 'l', input_id, output_id, type, label, NULL FROM links"
     )
-    nodes = {row[0]: NodeRow(row[0], str(row[1]), row[2], row[3]) for row in node_rows}
-    return Subgraph(nodes, [LinkRow(*row) for row in link_rows])
+    statement = text(sql).bindparams(bindparam('start', expanding=True), bindparam('types', expanding=True))
+    rows = session.execute(statement, {'start': list(start), 'types': list(link_types)}).fetchall()
+    nodes_found = {row[1]: NodeRow(row[1], str(row[3]), row[4], row[5]) for row in rows if row[0] == 'n'}
+    return Subgraph(nodes_found, [LinkRow(row[1], row[2], row[3], row[4]) for row in rows if row[0] == 'l'])

@@ -65,7 +65,8 @@ def gather(node: orm.Node | int | str) -> dict:
     node = load(node)
     processes, created = _scope(node)
     kinds = _project(created, node_type='node_type')
-    models = [pk for pk, row in kinds.items() if row['node_type'] == ModelData.class_node_type]
+    model_type = ModelData.class_node_type
+    models = [pk for pk, row in kinds.items() if row['node_type'] == model_type]
     if isinstance(node, ModelData) and node.pk not in models:
         models.append(node.pk)
     return {
