@@ -12,7 +12,12 @@ from .query import load_query_profile
 
 
 def campaign_group() -> click.Group:
-    """The ``mlqm campaign`` group, made here when no other module has made it yet."""
+    """The ``mlqm campaign`` group of ``cli/campaign.py`` when there is one (imported first, so that its group is not
+    defined again after this command joined it), else made here."""
+    try:
+        from . import campaign as _campaign  # noqa: F401
+    except ImportError:
+        pass
     group = main.commands.get('campaign')
     if group is None:
 

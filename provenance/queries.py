@@ -40,6 +40,7 @@ STAGE_OF_JOB = {
 }
 STAGE_OF_WORKFLOW: dict[str, str] = {
     'aiida.workflows:mlqm.build': 'build',
+    'aiida.workflows:mlqm.method_selection': 'method selection',
 }
 # Call link labels that name a stage (``screening_reference`` runs reference jobs for screening, not for training).
 STAGE_OF_CALL_LABEL: list[tuple[re.Pattern, str]] = [(re.compile(r'screening'), 'screening')]

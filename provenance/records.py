@@ -56,7 +56,8 @@ def make_record(kind: str, values: t.Mapping) -> orm.Dict:
 
 
 # Decisions stored in another shape: {kind: {process label of the creating calcfunction: adapter}}. An adapter
-# takes the Dict's attributes and a RecordSource and returns the values of a record of ``kind``, or None to skip it.
+# takes the Dict's attributes and a RecordSource and returns the values of a record of ``kind`` (a list of them when
+# one Dict holds several, e.g. one per iteration), or None to skip it.
 ADAPTERS: dict[str, dict[str, t.Callable[[dict, RecordSource], dict | None]]] = {kind: {} for kind in RECORD_KINDS}
 
 
@@ -114,12 +115,12 @@ def find_records(kind: str, scope: t.Iterable[int] | None = None) -> list[dict]:
             if (allowed is not None and creator not in allowed) or pk in seen:
                 continue
             seen.add(pk)
-            if adapter is not None:
-                attributes = adapter(attributes, RecordSource(pk, creator))
-                if attributes is None:
-                    continue
-            found.append({'pk': pk, 'uuid': str(uuid), 'ctime': ctime.isoformat(), 'creator_pk': creator,
-                          'values': attributes})  # fmt: skip
+            values = [attributes] if adapter is None else adapter(attributes, RecordSource(pk, creator))
+            if values is None:
+                continue
+            for entry in values if isinstance(values, list) else [values]:
+                found.append({'pk': pk, 'uuid': str(uuid), 'ctime': ctime.isoformat(), 'creator_pk': creator,
+                              'values': entry})  # fmt: skip
     return sorted(found, key=lambda record: (record['ctime'], record['pk']))
 
 
@@ -142,9 +143,10 @@ def _route_molecule(values: dict, source: RecordSource) -> dict:
     """Method selection's ``route_molecule`` decision (``route``, ``p_mr``, ``level`` or ``action``, ``reason``)."""
     features = source.creator_inputs().get('features')
     structure = structure_behind_result(features) if features is not None else None
+    label = source.call_link_label() or ''
     route = {
         'structure_uuid': structure.uuid if structure is not None else None,
-        'key': structure.label if structure is not None else None,
+        'key': label[len('route_') :] if label.startswith('route_') else (structure.label if structure else None),
         'route': values.get('route'),
         'level': values.get('level') or values.get('action'),
         'score': values.get('p_mr'),
@@ -154,3 +156,6 @@ def _route_molecule(values: dict, source: RecordSource) -> dict:
 
 
 register_adapter('routing', 'route_molecule', _route_molecule)
+from .campaign_records import register as _register_campaign  # noqa: E402
+
+_register_campaign()

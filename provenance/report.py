@@ -73,7 +73,7 @@ def gather(node: orm.Node | int | str) -> dict:
         'node': _describe(node),
         'generated': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
         'learning_curve': _learning_curve(models, processes),
-        'predictions': _predictions(processes),
+        'predictions': _predictions(processes) + _verified(find_records('screening', processes)),
         'selection': [r['values'] for r in find_records('selection', processes)],
         'cost': cost(node)['by_stage_and_level'],
         'routing': [route for r in find_records('routing', processes) for route in r['values'].get('routes', [])],
@@ -125,6 +125,26 @@ def _predictions(processes: list[int]) -> list[dict]:
         for name in ('energy_spread', 'energy_interval'):
             if name in names:
                 entry[name] = predictions.get_array(name).tolist()
+        found.append(entry)
+    return found
+
+
+def _verified(records: list[dict]) -> list[dict]:
+    """Screening hits verified by reference QM, as predictions beside references (one value per molecule)."""
+    found = []
+    for record in records:
+        rows = [row for row in record['values'].get('ranking', []) if row.get('verified') is not None]
+        if not rows:
+            continue
+        entry = {
+            'job_pk': f'screening {record["pk"]}',
+            'reference': [float(row['verified']) for row in rows],
+            'predicted': [float(row['predicted']) for row in rows],
+            'atoms': None,
+            'units': record['values'].get('units', ''),
+        }
+        if all(row.get('uncertainty') is not None for row in rows):
+            entry['energy_spread'] = [float(row['uncertainty']) for row in rows]
         found.append(entry)
     return found
 
@@ -200,13 +220,17 @@ def plot_parity(data: dict) -> tuple[str, bool]:
     figure, axes = _figure(5.0, 4.6)
     for index, entry in enumerate(data['predictions']):
         reference, predicted = np.array(entry['reference']), np.array(entry['predicted'])
-        error = np.abs(predicted - reference) / np.array(entry['atoms'])
-        axes.scatter(reference, predicted, s=14, label=f'job {entry["job_pk"]}: MAE {1000 * error.mean():.1f} meV/atom')
+        if entry['atoms'] is not None:
+            error = np.abs(predicted - reference) / np.array(entry['atoms'])
+            label = f'job {entry["job_pk"]}: MAE {1000 * error.mean():.1f} meV/atom'
+        else:
+            label = f'{entry["job_pk"]}: MAE {np.abs(predicted - reference).mean():.3g} {entry["units"]}'
+        axes.scatter(reference, predicted, s=14, label=label)
     low = min(min(e['reference'] + e['predicted']) for e in data['predictions'])
     high = max(max(e['reference'] + e['predicted']) for e in data['predictions'])
     axes.plot([low, high], [low, high], color='0.4', linewidth=0.8)
-    axes.set_xlabel('reference energy (eV)')
-    axes.set_ylabel('predicted energy (eV)')
+    axes.set_xlabel('reference (eV)')
+    axes.set_ylabel('predicted (eV)')
     axes.legend(fontsize=8)
     return _svg(figure), True
 
