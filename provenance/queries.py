@@ -17,7 +17,7 @@ from aiida import orm
 
 from .cost import RESTART_CHAINS, cost
 from .dataset import DatasetData
-from .graph import CALLS, DATA_PROVENANCE, Subgraph, is_postgres, walk
+from .graph import CALLS, DATA_PROVENANCE, Subgraph, is_postgres, node_attributes, walk
 from .model import ModelData
 from .records import RECORD_KINDS, find_records
 
@@ -44,6 +44,9 @@ STAGE_OF_WORKFLOW: dict[str, str] = {
 }
 # Call link labels that name a stage (``screening_reference`` runs reference jobs for screening, not for training).
 STAGE_OF_CALL_LABEL: list[tuple[re.Pattern, str]] = [(re.compile(r'screening'), 'screening')]
+# Attributes the lineage reads, fetched with the walk on PostgreSQL.
+LINEAGE_ATTRIBUTES = ('num_frames', 'level_counts', 'levels', 'source_uuids', 'exit_status', 'canonical_smiles',
+                      'inchikey')  # fmt: skip
 ITERATION_LABEL = re.compile(r'iteration_(\d+)')  # campaigns label sub-processes iteration_NN or iteration_NN_<step>
 
 
@@ -74,13 +77,6 @@ def _project(ids: t.Iterable[int], **projections: str) -> dict[int, dict]:
     return values
 
 
-def _structure_rows(ids: t.Iterable[int]) -> list[dict]:
-    details = _project(
-        ids, uuid='uuid', label='label', smiles='attributes.canonical_smiles', inchikey='attributes.inchikey'
-    )
-    return [{'pk': pk, **{key: (str(v) if key == 'uuid' else v) for key, v in row.items()}} for pk, row in sorted(details.items())]
-
-
 # ------------------------------------------------------------------------------------------------------- lineage
 def lineage(node: orm.Node | int | str, *, method: str = 'auto') -> dict:
     """Everything behind ``node`` (a model, a dataset, predictions...): the jobs, datasets and structures it rests on.
@@ -94,7 +90,7 @@ def lineage(node: orm.Node | int | str, *, method: str = 'auto') -> dict:
     :param method: the walk of :func:`.graph.walk` (``auto``, ``sql`` or ``querybuilder``).
     """
     node = load(node)
-    graph = walk([node.pk], direction='up', link_types=DATA_PROVENANCE, method=method)
+    graph = walk([node.pk], direction='up', link_types=DATA_PROVENANCE, method=method, attributes=LINEAGE_ATTRIBUTES)
     calcjobs = graph.of_class(orm.CalcJobNode)
     reference = [row for row in calcjobs if row.process_type in REFERENCE_JOBS]
     training = [row for row in calcjobs if row.process_type == TRAIN_JOB]
@@ -125,17 +121,15 @@ def lineage(node: orm.Node | int | str, *, method: str = 'auto') -> dict:
             if graph.nodes[link.source].node_type == structure_type and link.source not in reference_ids:
                 structures.add(link.source)
 
-    dataset_details = _project(
-        dataset_ids,
-        frames='attributes.num_frames',
-        level_counts='attributes.level_counts',
-        levels='attributes.levels',
-        sources='attributes.source_uuids',
-    )
+    dataset_details = {
+        pk: {'frames': values['num_frames'], 'level_counts': values['level_counts'], 'levels': values['levels'],
+             'sources': values['source_uuids']}
+        for pk, values in node_attributes(graph, dataset_ids, ('num_frames', 'level_counts', 'levels', 'source_uuids')).items()
+    }  # fmt: skip
     level_of_source: dict[str, str] = {}
     for details in dataset_details.values():
         level_of_source.update(zip(details['sources'] or [], details['levels'] or []))
-    calc_details = _project(reference_ids | {row.id for row in training}, exit_status='attributes.exit_status')
+    calc_details = node_attributes(graph, reference_ids | {row.id for row in training}, ('exit_status',))
 
     reference_rows = [
         {
@@ -156,6 +150,7 @@ def lineage(node: orm.Node | int | str, *, method: str = 'auto') -> dict:
         for level, count in (dataset_details[pk]['level_counts'] or {}).items():
             levels.setdefault(level, {'calculations': 0, 'frames': 0})['frames'] += count
 
+    labels = {pk: row['label'] for pk, row in _project(structures, label='label').items()}
     return {
         'query': 'lineage',
         'node': _describe(node),
@@ -185,7 +180,12 @@ def lineage(node: orm.Node | int | str, *, method: str = 'auto') -> dict:
         ],
         'assembling_calcfunctions': [{'pk': row.id, 'uuid': row.uuid} for row in assembling],
         'reference_calculations': reference_rows,
-        'structures': _structure_rows(structures),
+        'structures': [
+            {'pk': pk, 'uuid': graph.nodes[pk].uuid, 'label': label, 'smiles': values['canonical_smiles'],
+             'inchikey': values['inchikey']}
+            for pk, values in node_attributes(graph, structures, ('canonical_smiles', 'inchikey')).items()
+            for label in [labels.get(pk, '')]
+        ],
     }
 
 
