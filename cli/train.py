@@ -247,11 +247,11 @@ def _base_level_dataset(model, structures, code, console):
     from aiida import orm
     from aiida.plugins import WorkflowFactory
 
-    from .reference import reference_parameters
+    from .reference import level_option
 
     level = model.base.attributes.get('levels', {}).get('base')
     try:
-        parameters = reference_parameters(level, forces=False)
+        parameters = level_option(level, forces=False).as_parameters()
     except click.BadParameter as exception:
         raise click.UsageError(
             f'the Δ model adds its correction to {level} energies, which mlqm.reference cannot compute ({exception}); '
