@@ -62,8 +62,11 @@ def run_in_process(process_class, inputs: dict, *, poll_interval: float = IN_PRO
     interrupted: list[int] = []
 
     def _interrupt(signum, _frame):
+        # Stop the event loop between two callbacks instead of raising here: an exception raised by a signal handler
+        # lands wherever the main thread is, e.g. inside a storage commit, and leaves the session unusable for the
+        # kill below. ``execute`` then ends with 'Event loop stopped before Future completed'.
         interrupted.append(signum)
-        raise KeyboardInterrupt
+        runner.loop.call_soon_threadsafe(runner.loop.stop)
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     process = None
@@ -73,8 +76,12 @@ def run_in_process(process_class, inputs: dict, *, poll_interval: float = IN_PRO
             for sig in previous:
                 signal.signal(sig, _interrupt)
             process.execute()
+        if interrupted:
+            raise KeyboardInterrupt
         return process.outputs, process.node
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as exception:
+        if isinstance(exception, RuntimeError) and not interrupted:
+            raise
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         killed = kill_started_work(process.node, reason='the command running it was interrupted') if process else []

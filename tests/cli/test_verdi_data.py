@@ -37,7 +37,7 @@ def test_dataset_list_show_export(tmp_path):
 
 def test_model_list_show_export(tmp_path):
     from aiida_mlqm.models.data import Structures
-    from aiida_mlqm.models.serialization import load_model
+    from aiida_mlqm.models.registry import load_model
     from aiida_mlqm.models.training import train_committee
     from aiida_mlqm.provenance.model import ModelData
 
