@@ -42,7 +42,7 @@ def dataset_list(limit):
                 len(node),
                 ', '.join(f'{level}: {n}' for level, n in sorted(counts.items())),
                 attributes.get('num_rows_with_forces', len(node) if node.has_forces else 0),
-                (attributes.get('source_file') or {}).get('filename', ''),
+                (attributes.get('source_file', None) or {}).get('filename', ''),
             ]
         )
     echo.echo(tabulate(rows, headers=['pk', 'created', 'rows', 'levels', 'with forces', 'source file']))
@@ -61,15 +61,15 @@ def dataset_show(datum):
     echo.echo(str(datum))
     echo.echo(f'uuid: {datum.uuid}')
     echo.echo(f'structures: {attributes.get("num_structures", "?")}, species Z: {datum.species}')
-    echo.echo(f'units: {attributes.get("units")}')
+    echo.echo(f'units: {attributes.get("units", None)}')
     levels = sorted(attributes.get('level_counts', {}))
     for index, base in enumerate(levels):
         for target in levels[index + 1 :]:
             echo.echo(f'structures labelled at both {base} and {target}: {len(datum.pairs(base, target))}')
-    source = attributes.get('source_file')
+    source = attributes.get('source_file', None)
     if source:
         echo.echo(f'source file: {source["filename"]} (SinglefileData {source["uuid"]}, sha256 {source["sha256"]})')
-        echo.echo(f'file keys: {attributes.get("label_keys")}, energy unit {attributes.get("file_energy_unit")}')
+        echo.echo(f'file keys: {attributes.get("label_keys", None)}, energy unit {attributes.get("file_energy_unit", None)}')
     if datum.creator is not None:
         echo.echo(f'created by: {datum.creator.process_label}<{datum.creator.pk}>')
 
@@ -116,7 +116,7 @@ def model_list(limit):
             [
                 node.pk,
                 _ctime(node),
-                attributes.get('kind'),
+                attributes.get('kind', None),
                 attributes.get('backend', ''),
                 ' '.join(attributes.get('symbols', [])),
                 ' -> '.join(v for v in (levels.get('base'), levels.get('target')) if v),
