@@ -56,6 +56,7 @@ METHOD_ALIASES: dict[str, tuple[str, str | None]] = {
     'ccsd(t)': ('ccsd(t)', None),
 }
 CORRELATED = ('mp2', 'ccsd', 'ccsd(t)')
+FROZEN_CORE_SUFFIX = '-fc'  # in labels: a correlated method with frozen core
 REFERENCES: tuple[str, ...] = t.get_args(Reference)
 INIT_GUESSES: tuple[str, ...] = t.get_args(InitGuess)
 # Keys the plugin sets itself: a user value would be silently replaced, so it is refused with its own message.
@@ -140,15 +141,19 @@ class LevelOfTheory(BaseModel):
 
     @classmethod
     def from_label(cls, label: str, **options: t.Any) -> LevelOfTheory:
-        """``'ccsd(t)/cc-pvdz'`` or ``'b3lyp/def2-svp'`` (a functional name implies DFT) with more ``options``."""
-        name, sep, basis = str(label).partition('/')
-        if not sep or not name.strip() or not basis.strip():
-            raise ParameterError(f'{label!r} is not METHOD/BASIS, e.g. ccsd(t)/cc-pvdz or b3lyp/6-31g*')
-        name = name.strip().lower()
+        """``'ccsd(t)/cc-pvdz'`` or ``'b3lyp/def2-svp'`` (a functional name implies DFT) with more ``options``.
+
+        Every label this type writes reads back to the same level: a correlated method with the ``-fc`` suffix
+        (``ccsd(t)-fc/cc-pvdz``) is that method with ``frozen_core``. Case and spaces do not matter.
+        """
+        name, basis = _split_label(label)
+        name, frozen_core = _frozen_core(name, label)
+        if frozen_core:
+            options = {'frozen_core': True, **options}
         if name in METHOD_ALIASES:
-            parameters = {'method': name, 'basis': basis.strip()}
+            parameters = {'method': name, 'basis': basis}
         elif XC_PATTERN.fullmatch(name) and _libxc_error(name) is None:
-            parameters = {'method': 'dft', 'xc': name, 'basis': basis.strip()}
+            parameters = {'method': 'dft', 'xc': name, 'basis': basis}
         else:
             # Neither a method nor a functional: say METHOD (what the user wrote), with the close method names.
             raise ParameterError(
@@ -157,6 +162,15 @@ class LevelOfTheory(BaseModel):
                 )
             )
         return cls.parse({**parameters, **options})
+
+    @classmethod
+    def canonical(cls, label: str) -> str:
+        """The canonical label of a ``METHOD/BASIS`` text (``'CCSD(T) / cc-pVDZ'`` -> ``'ccsd(t)/cc-pvdz'``).
+
+        For labels that name stored data (``mlqm data import --label``, ``mlqm train --target-level``): the level
+        must be one this type knows, so that imported and computed rows of one level carry one label.
+        """
+        return cls.from_label(label).label
 
     # -- what it says -----------------------------------------------------------------------------------------------
 
@@ -222,8 +236,32 @@ def canonical_label(method: str, basis: str, xc: str | None = None, frozen_core:
         method = METHOD_ALIASES[method][0]
     name = str(xc or 'dft').lower() if method == 'dft' else method
     if frozen_core and method in CORRELATED:
-        name = f'{name}-fc'
+        name = f'{name}{FROZEN_CORE_SUFFIX}'
     return f'{name}/{str(basis).lower()}'
+
+
+def _split_label(label: t.Any) -> tuple[str, str]:
+    """``(method or functional, basis)`` of a ``METHOD/BASIS`` label, lower case, spaces removed."""
+    text = ''.join(str(label).split()).lower()
+    name, sep, basis = text.partition('/')
+    if not sep or not name or not basis or '/' in basis:
+        raise ParameterError(
+            f'{label!r} is not METHOD/BASIS: a level must be METHOD/BASIS, e.g. ccsd(t)/cc-pvdz or b3lyp/6-31g*'
+        )
+    return name, basis
+
+
+def _frozen_core(name: str, label: t.Any) -> tuple[str, bool]:
+    """``(method name, frozen core)`` of a label's method part: ``ccsd(t)-fc`` is ``ccsd(t)`` with frozen core."""
+    method = name.removesuffix(FROZEN_CORE_SUFFIX)
+    if method == name or method not in METHOD_ALIASES:
+        return name, False
+    if METHOD_ALIASES[method][0] not in CORRELATED:
+        raise ParameterError(
+            f'{label!r}: the frozen-core suffix {FROZEN_CORE_SUFFIX!r} only applies to {", ".join(CORRELATED)}; '
+            'remove it'
+        )
+    return method, True
 
 
 # -- validation, step by step (each step takes what it reads from ``given`` and fills ``result``) ----------------------

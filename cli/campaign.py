@@ -20,11 +20,10 @@ def campaign():
 def load_campaign_config(path: str):
     """The validated config and the library records it names; ``click.UsageError`` naming every problem."""
     from ..chemistry.readers import LibraryError
-    from ..workflows.campaign_config import CampaignConfigError, load_config, validate_levels
+    from ..workflows.campaign_config import CampaignConfigError, load_config
 
     try:
-        config = load_config(path)
-        validate_levels(config)
+        config = load_config(path)  # the levels are checked here (method, functional, basis)
         records = config.library.read(pathlib.Path(path).resolve().parent)
     except (CampaignConfigError, LibraryError) as exception:
         raise click.UsageError(str(exception)) from exception

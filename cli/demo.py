@@ -38,7 +38,7 @@ def cmd_demo(profile_name, molecules, level, computer, code_label, submit):
     import yaml
 
     from ..chemistry.readers import LibraryError, read_g2
-    from ..workflows.campaign_config import CampaignConfigError, parse_config, validate_levels
+    from ..workflows.campaign_config import CampaignConfigError, parse_config
     from .campaign import run_or_submit
     from .reference import load_code, make_console
 
@@ -51,8 +51,7 @@ def cmd_demo(profile_name, molecules, level, computer, code_label, submit):
     if level:
         values['levels']['cheap']['level'] = level
     try:
-        config = parse_config(values)
-        validate_levels(config)  # a typo in the level fails before anything is stored
+        config = parse_config(values)  # a typo in the level fails here, before anything is stored
     except CampaignConfigError as exception:
         raise click.BadParameter(str(exception), param_hint='--level') from exception
     console = make_console()

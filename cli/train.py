@@ -30,12 +30,12 @@ KINDS = ('potential', 'property', 'delta', 'ml_base_delta')
 
 
 def check_level(ctx, param, value):
-    from ..provenance.labelled import canonical_level
+    from ..chemistry.level import LevelOfTheory
 
     if value is None:
         return None
     try:
-        return canonical_level(value)
+        return LevelOfTheory.canonical(value)
     except ValueError as exception:
         raise click.BadParameter(str(exception)) from None
 

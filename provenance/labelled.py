@@ -17,6 +17,7 @@ import typing as t
 
 import numpy as np
 
+from ..chemistry.level import LevelOfTheory, ParameterError
 from ..units import EV_TO_KCAL_PER_MOL, HARTREE_TO_EV
 
 #: Multiply a value in this unit by the factor to get eV (forces: the unit per Å to eV/Å).
@@ -40,15 +41,6 @@ class LabelSpec:
         return f'{self.level}={keys}'
 
 
-def canonical_level(text: str) -> str:
-    """``METHOD/BASIS`` in lower case without spaces; ``ValueError`` naming the expected form otherwise."""
-    level = ''.join(str(text).split()).lower()
-    method, slash, basis = level.partition('/')
-    if not slash or not method or not basis or '/' in basis:
-        raise ValueError(f'level {text!r} must be METHOD/BASIS, e.g. b3lyp/6-31g* or ccsd(t)/cc-pvdz')
-    return level
-
-
 def parse_label(text: str) -> LabelSpec:
     """Parse ``METHOD/BASIS=ENERGY_KEY[,FORCES_KEY]``."""
     level, equals, keys = str(text).partition('=')
@@ -57,7 +49,11 @@ def parse_label(text: str) -> LabelSpec:
     names = [name.strip() for name in keys.split(',')]
     if len(names) > 2 or not all(names):
         raise ValueError(f'label {text!r}: give one energy key and at most one forces key, as {LABEL_SYNTAX}')
-    return LabelSpec(canonical_level(level), names[0], names[1] if len(names) == 2 else None)
+    try:
+        level = LevelOfTheory.canonical(level)
+    except ParameterError as exception:
+        raise ValueError(f'label {text!r}: {exception}') from None
+    return LabelSpec(level, names[0], names[1] if len(names) == 2 else None)
 
 
 def parse_labels(texts: t.Sequence[str | LabelSpec]) -> list[LabelSpec]:

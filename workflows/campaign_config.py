@@ -93,8 +93,9 @@ def method_selection_available() -> bool:
 class LevelConfig(_Section):
     """One level of theory, ``METHOD/BASIS`` as ``mlqm reference --level`` takes it (a functional name means DFT)."""
 
-    level: str = pydantic.Field(description='METHOD/BASIS, e.g. hf/6-31g*, b3lyp/def2-svp, ccsd(t)/cc-pvdz')
+    # ``forces`` comes first: the ``level`` validator reads it.
     forces: bool = pydantic.Field(False, description='analytic forces with every label (potentials need them)')
+    level: str = pydantic.Field(description='METHOD/BASIS, e.g. hf/6-31g*, b3lyp/def2-svp, ccsd(t)/cc-pvdz')
     max_labels: int | None = pydantic.Field(None, ge=1, description='label budget at this level')
     cost: float | None = pydantic.Field(
         None, gt=0, description='relative cost of one label; default: by method family (RELATIVE_COST)'
@@ -102,36 +103,31 @@ class LevelConfig(_Section):
 
     @pydantic.field_validator('level')
     @classmethod
-    def _method_basis(cls, value: str) -> str:
-        method, sep, basis = value.partition('/')
-        if not sep or not method.strip() or not basis.strip():
-            raise ValueError(f'{value!r} is not METHOD/BASIS, e.g. hf/6-31g* or ccsd(t)/cc-pvdz')
-        return value.strip().lower()
+    def _level_of_theory(cls, value: str, info: pydantic.ValidationInfo) -> str:
+        """Read ``level`` with :meth:`LevelOfTheory.from_label` (method, functional and basis checked); keep its
+        canonical label, the one the campaign's dataset rows carry."""
+        from ..chemistry.level import LevelOfTheory
+
+        return LevelOfTheory.from_label(value, forces=info.data.get('forces', False)).label
 
     @property
-    def method(self) -> str:
-        return self.level.partition('/')[0]
+    def theory(self):
+        """The validated :class:`~aiida_mlqm.chemistry.level.LevelOfTheory` (parsed once per process: cached)."""
+        from ..chemistry.level import LevelOfTheory
+
+        return LevelOfTheory.from_label(self.level, forces=self.forces)
 
     @property
     def basis(self) -> str:
-        return self.level.partition('/')[2]
+        return self.theory.basis
 
     def parameters(self) -> dict[str, t.Any]:
-        """``mlqm.pyscf`` parameters of this level (checked against the job's allow-lists by ``validate``)."""
-        methods = {'hf', 'rhf', 'uhf', 'rohf', 'mp2', 'ccsd', 'ccsd(t)'}
-        parameters: dict[str, t.Any] = {'basis': self.basis, 'forces': self.forces}
-        if self.method in methods:
-            parameters['method'] = self.method
-        else:
-            parameters.update(method='dft', xc=self.method)
-        return parameters
+        """The normalised ``mlqm.reference`` parameters of this level (``LevelOfTheory.as_parameters``)."""
+        return self.theory.as_parameters()
 
     @property
     def relative_cost(self) -> float:
-        if self.cost is not None:
-            return self.cost
-        family = self.parameters()['method'].replace('rhf', 'hf').replace('uhf', 'hf').replace('rohf', 'hf')
-        return RELATIVE_COST.get(family, 1.0)
+        return self.cost if self.cost is not None else RELATIVE_COST[self.theory.method]
 
 
 class Levels(_Section):
@@ -340,17 +336,3 @@ def load_config(path: str | pathlib.Path) -> CampaignConfig:
         return parse_config(values or {})
     except CampaignConfigError as exception:
         raise CampaignConfigError(f'{path}: {exception}') from None
-
-
-def validate_levels(config: CampaignConfig) -> None:
-    """Check each level against the PySCF job's allow-lists (method, basis, functional) before anything is stored."""
-    from ..chemistry.level import LevelOfTheory, ParameterError
-
-    for name in ('cheap', 'expensive'):
-        level = getattr(config.levels, name)
-        if level is None:
-            continue
-        try:
-            LevelOfTheory.parse(level.parameters())
-        except ParameterError as exception:
-            raise CampaignConfigError(f'levels.{name}.level {level.level!r}: {exception}') from None

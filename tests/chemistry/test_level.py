@@ -170,3 +170,20 @@ def test_cost_estimate_grows_with_method_and_size():
         mol = gto.M(atom='O 0 0 0; H 0 0.76 0.59; H 0 -0.76 0.59', basis=level.basis)
         assert level.basis_functions(water) == mol.nao_nr()
     assert hf.estimate_seconds(water) < cc.estimate_seconds(water) < cc.estimate_seconds(water * 4)
+
+
+def test_every_label_reads_back_to_its_level():
+    levels = [
+        LevelOfTheory.from_label('CCSD(T) / cc-pVDZ', frozen_core=True),
+        LevelOfTheory.from_label('mp2/6-31g*', frozen_core=True),
+        LevelOfTheory.from_label('rhf/sto-3g'),
+        LevelOfTheory.from_label('B3LYP/def2-SVP'),
+    ]
+    assert [level.label for level in levels] == ['ccsd(t)-fc/cc-pvdz', 'mp2-fc/6-31g*', 'hf/sto-3g', 'b3lyp/def2-svp']
+    for level in levels:  # the label names method, functional, basis and frozen core (not the reference)
+        assert LevelOfTheory.from_label(level.label).model_copy(update={'reference': level.reference}) == level
+        assert LevelOfTheory.canonical(level.label) == level.label
+    with pytest.raises(ParameterError, match="frozen-core suffix '-fc' only applies to mp2, ccsd, ccsd"):
+        LevelOfTheory.from_label('hf-fc/sto-3g')
+    with pytest.raises(ParameterError, match='must be METHOD/BASIS'):
+        LevelOfTheory.canonical('hf/sto-3g/extra')

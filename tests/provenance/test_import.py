@@ -101,8 +101,8 @@ def test_kcal_per_mol_and_default_energy_key(tmp_path, water_images):
         atoms.calc = SinglePointCalculator(atoms, energy=original.info['e_lo'] * 627.509474)
     path = tmp_path / 'plain.extxyz'
     write_extxyz(path, images)
-    dataset = DatasetData.from_file(path, ['HF/STO-3G=energy'], energy_unit='kcal/mol')
-    assert dataset.levels == ['hf/sto-3g'] * 3
+    dataset = DatasetData.from_file(path, ['RHF / STO-3G=energy'], energy_unit='kcal/mol')
+    assert dataset.levels == ['hf/sto-3g'] * 3  # the label computed rows of this level carry
     assert dataset.frame(0).energy == pytest.approx(water_images[0].info['e_lo'] * HARTREE_TO_EV, rel=1e-6)
 
 
@@ -113,6 +113,7 @@ def test_kcal_per_mol_and_default_energy_key(tmp_path, water_images):
         (['hf/sto-3g=e_lo,f_missing'], 'eV', "forces .*key 'f_missing'.*f_lo"),
         (['hf-sto-3g=e_lo'], 'eV', 'must be METHOD/BASIS'),
         (['hf/sto-3g'], 'eV', 'must look like METHOD/BASIS=ENERGY_KEY'),
+        (['mp3/sto-3g=e_lo'], 'eV', "label 'mp3/sto-3g=e_lo': METHOD 'mp3' is not supported; did you mean mp2"),
         (['hf/sto-3g=e_lo', 'HF/STO-3G=e_hi'], 'eV', 'labelled twice'),
         (['hf/sto-3g=e_lo'], 'kJ/mol', "unknown energy unit 'kJ/mol'; choose one of eV, hartree, kcal/mol"),
     ],

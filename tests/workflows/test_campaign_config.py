@@ -6,11 +6,11 @@ import pathlib
 
 import pytest
 import yaml
+from aiida_mlqm.chemistry.level import LevelOfTheory
 from aiida_mlqm.workflows.campaign_config import (
     CampaignConfigError,
     load_config,
     parse_config,
-    validate_levels,
 )
 
 EXAMPLES = pathlib.Path(__file__).parents[2] / 'examples' / 'campaigns'
@@ -23,7 +23,6 @@ def example(name: str) -> dict:
 @pytest.mark.parametrize('name', ['potential.yaml', 'property.yaml'])
 def test_examples_validate_and_read_their_library(name):
     config = load_config(EXAMPLES / name)
-    validate_levels(config)
     records = config.library.read(EXAMPLES)
     assert records
     if config.library.max_molecules:
@@ -34,7 +33,7 @@ def test_potential_example_has_two_levels_with_budgets():
     config = load_config(EXAMPLES / 'potential.yaml')
     assert config.levels.expensive.relative_cost > 10 * config.levels.cheap.relative_cost
     assert config.label_budgets == {'hf/6-31g*': 120, 'ccsd(t)/6-31g*': 30}
-    assert config.levels.cheap.parameters() == {'method': 'hf', 'basis': '6-31g*', 'forces': True}
+    assert config.levels.cheap.parameters() == LevelOfTheory.from_label('hf/6-31g*', forces=True).as_parameters()
 
 
 @pytest.mark.parametrize(
@@ -87,7 +86,7 @@ def test_inconsistent_configs_say_what_to_change():
     values = example('property.yaml')
     values['levels']['cheap']['level'] = 'hf/no-such-basis'
     with pytest.raises(CampaignConfigError, match='levels.cheap.level'):
-        validate_levels(parse_config(values))
+        parse_config(values)
 
 
 def test_missing_required_section_and_unreadable_file(tmp_path):
@@ -126,3 +125,13 @@ def test_exploration_is_refused_until_the_campaign_runs_it():
     values['active_learning']['explore'] = {'temperature': 800}
     with pytest.raises(CampaignConfigError, match='active_learning.explore: mlqm.campaign does not run ML-MD'):
         parse_config(values)
+
+
+def test_levels_carry_the_label_of_the_level_type():
+    values = example('potential.yaml')
+    values['levels']['cheap']['level'] = 'RHF / 6-31G*'
+    values['levels']['expensive']['level'] = 'CCSD(T)-FC/6-31G*'
+    config = parse_config(values)
+    assert config.label_budgets == {'hf/6-31g*': 120, 'ccsd(t)-fc/6-31g*': 30}
+    assert config.levels.expensive.parameters()['frozen_core'] is True
+    assert config.levels.cheap.relative_cost == 1.0
