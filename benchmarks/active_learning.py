@@ -6,7 +6,8 @@ from scratch at every point of a learning curve, so the curves compare data, not
 
 - ``labels_ratio_random_vs_al``: potential pool (HF/STO-3G energies and forces of normal-mode and ML-MD
   configurations). Active learning: farthest-point initial set, then batches by query by committee on the max force
-  spread with a diversity term, inside adaptive trust levels. The target is the validation force MAE that random
+  spread with a diversity term, inside adaptive trust levels set on 40 held-out frames (the campaign's validation
+  set, disjoint from the test frames and from the candidates of both strategies). The target is the validation force MAE that random
   selection reaches with the whole budget; the figure is the labels random needs for it over the labels AL needs.
 - ``cc_labels_ratio_random_vs_al``: multi-fidelity pool (HF and CCSD(T)/6-31G* on every frame). Prediction = HF +
   a committee trained on CCSD(T) - HF of the frames given CCSD(T) labels; the figure is the CCSD(T) labels random
@@ -64,6 +65,7 @@ def potential_curves(quick: bool, log=print) -> dict:
     from aiida_mlqm.models.selection import (
         adaptive_trust_levels,
         farthest_point_sampling,
+        max_force_error,
         select_batch,
         select_random,
     )
@@ -74,8 +76,11 @@ def potential_curves(quick: bool, log=print) -> dict:
     rng = np.random.default_rng(0)
     order = rng.permutation(len(everything))
     validation_index = order[: 100 if quick else 200]
-    candidates_index = order[len(validation_index) :]
+    # the campaign's own validation set (trust window), disjoint from the test frames the curves are measured on
+    held_out_index = order[len(validation_index) : len(validation_index) + 40]
+    candidates_index = order[len(validation_index) + len(held_out_index) :]
     validation = everything.subset(validation_index)
+    held_out = everything.subset(held_out_index)
     candidates = everything.subset(candidates_index)
     descriptors = aev_descriptors(candidates, species=SPECIES)
     initial, batch = (12, 12) if quick else (16, 16)
@@ -106,8 +111,12 @@ def potential_curves(quick: bool, log=print) -> dict:
             if strategy == 'random':
                 new = select_random(len(candidates), batch, seed=100 + step, exclude=chosen).indices
             else:
-                labelled = candidates.subset(chosen)
-                trust = adaptive_trust_levels(committee_signals(committee, labelled)['max_force_spread'], quantile=0.95)
+                # the trust window from held-out frames (spread against true force error), as the campaign's selection
+                # does with its validation set; never from the frames the committee was trained on
+                signals = committee_signals(committee, held_out)
+                trust = adaptive_trust_levels(
+                    signals['max_force_spread'], max_force_error(signals['forces'], held_out.forces, held_out.offsets)
+                )
                 rest = np.setdiff1d(np.arange(len(candidates)), chosen)
                 spread = committee_signals(committee, candidates.subset(rest))['max_force_spread']
                 selection = select_batch(

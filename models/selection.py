@@ -7,7 +7,8 @@ that replays strategies on a labelled pool, and on a laptop.
 - ``max_force_spread``: DP-GEN's model deviation, the largest over atoms of the members' force standard deviation;
   for potentials the signal that tracks the error (the committee's energy spread barely does).
 - ``TrustLevels`` / ``adaptive_trust_levels``: the lower and upper spread thresholds, derived from the current
-  committee's spread on structures it was validated on instead of being tuned by hand.
+  committee's spread and error on held-out frames (labelled, never fitted) instead of being tuned by hand;
+  ``max_force_error`` is the error the max force spread stands for.
 - ``select_batch``: query by committee on that signal inside the trust window, with a diversity term so that a batch
   is not N copies of one region, within a label or CPU budget priced per structure.
 - ``check_stop``: label or CPU budget spent, target error reached on a fixed validation set, uncertainty plateau.
@@ -126,41 +127,97 @@ class TrustLevels:
         return {'lower': self.lower, 'upper': self.upper if math.isfinite(self.upper) else None, 'source': self.source}
 
 
+def max_force_error(predicted_forces: np.ndarray, reference_forces: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per structure, the largest over its atoms of ``|F_predicted - F_reference|`` (eV/Å): the error that DP-GEN's
+    model deviation (``max_force_spread``) stands for, measured on labelled frames.
+
+    :param predicted_forces: (total atoms, 3) committee-mean forces, structures stored flat.
+    :param reference_forces: (total atoms, 3) labels in the same order.
+    """
+    predicted = np.asarray(predicted_forces, dtype=float)
+    reference = np.asarray(reference_forces, dtype=float)
+    if predicted.shape != reference.shape or predicted.ndim != 2 or predicted.shape[1] != 3:
+        raise ValueError(f'forces must be two (atoms, 3) arrays of one shape, got {predicted.shape} and {reference.shape}')
+    per_atom = np.linalg.norm(predicted - reference, axis=1)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return np.maximum.reduceat(per_atom, offsets[:-1]) if len(offsets) > 1 else np.zeros(0)
+
+
 def adaptive_trust_levels(
-    reference_spread: np.ndarray,
+    validation_spread: np.ndarray,
+    validation_error: np.ndarray,
     *,
-    quantile: float = 0.95,
+    quantile: float = 0.5,
+    tolerance: float | None = None,
+    miss_rate: float = 0.1,
     upper_ratio: float = 3.0,
     minimum: float = 0.0,
     maximum: float | None = None,
 ) -> TrustLevels:
-    """Trust levels from the current committee's spread on structures whose labels it has seen or was validated on.
+    """Trust levels from the current committee on held-out frames: labelled, but never fitted by it (the campaign's
+    fixed validation set).
 
-    ``lower`` is the ``quantile`` of that spread: a new structure below it looks like the data the committee already
-    reproduces. ``upper`` is ``upper_ratio`` times ``lower`` (DP-GEN's usual 0.05 / 0.15 eV/Å is a ratio of 3),
-    capped at ``maximum`` (a physical bound a user may set, e.g. 1 eV/Å). The window thus shrinks as the committee
-    improves, instead of staying where hand-tuned thresholds put it for the first model.
+    The spread on the committee's own training frames says nothing about its error elsewhere (it is small there by
+    construction), so both levels come from frames it did not fit, where the error is known:
 
-    :param minimum: floor of ``lower`` (a committee that agrees perfectly on its training data must still learn).
+    - ``lower``: the largest spread ``s`` such that, of the held-out frames with spread at or below ``s``, at most
+      ``miss_rate`` have an error above the accepted one: a structure waved through as accurate is within the accepted
+      error with ``1 - miss_rate`` precision, as measured on frames the committee never fitted. The accepted error is
+      ``tolerance`` (the signal's unit: eV/Å for the max force spread) or, without one, the ``quantile`` of the
+      held-out errors (the median by default: "as good as the committee typically is on new frames"). A spread that
+      does not track the error gives a low ``lower`` (the least uncertain frames miss as often as any), so a committee
+      whose spread cannot be trusted gets no structure waved through as accurate.
+    - ``upper``: ``upper_ratio`` times the largest spread on the held-out frames (at least ``upper_ratio`` times
+      ``lower``, DP-GEN's usual 0.05 / 0.15 eV/Å is a ratio of 3), capped at ``maximum`` (a physical bound a user may
+      set, e.g. 1 eV/Å): a candidate that many times less certain than on any real held-out frame is more likely
+      unphysical than informative.
+
+    Both levels move with the committee, instead of staying where hand-tuned thresholds put them for the first model.
+
+    :param validation_spread: the signal per held-out frame (e.g. ``max_force_spread``).
+    :param validation_error: the true error per held-out frame in the same unit (e.g. ``max_force_error``).
+    :param minimum: floor of ``lower``.
     """
-    spread = np.asarray(reference_spread, dtype=float)
-    spread = spread[np.isfinite(spread)]
+    spread = np.asarray(validation_spread, dtype=float)
+    error = np.asarray(validation_error, dtype=float)
+    if spread.shape != error.shape or spread.ndim != 1:
+        raise ValueError(f'one spread and one error per held-out frame, got shapes {spread.shape} and {error.shape}')
+    finite = np.isfinite(spread) & np.isfinite(error)
+    spread, error = spread[finite], np.abs(error[finite])
     if len(spread) == 0:
-        raise ValueError('adaptive trust levels need the committee spread on at least one validated structure')
+        raise ValueError('adaptive trust levels need the committee spread and error on at least one held-out frame')
     if not 0 < quantile < 1:
         raise ValueError(f'quantile must be between 0 and 1, got {quantile}')
     if upper_ratio <= 1:
         raise ValueError(f'upper_ratio must be above 1, got {upper_ratio}')
-    lower = max(float(np.quantile(spread, quantile)), minimum, 1e-12)
-    upper = lower * upper_ratio
+    if not 0 <= miss_rate < 1:
+        raise ValueError(f'miss_rate must be between 0 and 1, got {miss_rate}')
+    if tolerance is not None and not tolerance > 0:
+        raise ValueError(f'tolerance must be a positive error, got {tolerance}')
+    accepted = float(np.quantile(error, quantile)) if tolerance is None else float(tolerance)
+    order = np.argsort(spread, kind='stable')
+    sorted_spread = spread[order]
+    missed = np.cumsum(error[order] > accepted) / np.arange(1, len(order) + 1)
+    # frames with equal spreads go together: only the last of a run of ties may set the level
+    last_of_tie = np.append(sorted_spread[1:] > sorted_spread[:-1], True)
+    within = np.flatnonzero((missed <= miss_rate) & last_of_tie)
+    count = int(within[-1]) + 1 if len(within) else 0
+    lower = max(float(sorted_spread[count - 1]) if count else 0.0, minimum, 1e-12)
+    upper = upper_ratio * max(lower, float(sorted_spread[-1]))
     if maximum is not None:
         if maximum <= lower:
             raise ValueError(
-                f'the maximum trust level {maximum} is below the committee spread on its own validated data '
-                f'({lower:.4g}); raise the maximum or retrain the committee'
+                f'the maximum trust level {maximum} is below the lower level {lower:.4g} the committee earns on its '
+                'held-out frames; raise the maximum or retrain the committee'
             )
         upper = min(upper, maximum)
-    return TrustLevels(lower=lower, upper=upper, source=f'adaptive: q{quantile:g} of {len(spread)} validated')
+    what = f'tolerance {accepted:.4g}' if tolerance is not None else f'q{quantile:g} of their errors, {accepted:.4g}'
+    return TrustLevels(
+        lower=lower,
+        upper=upper,
+        source=f'adaptive: {count} of {len(spread)} held-out frames below lower, at most {miss_rate:.0%} of them above '
+        f'{what}',
+    )
 
 
 @dataclasses.dataclass

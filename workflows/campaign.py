@@ -368,6 +368,7 @@ class CampaignWorkChain(WorkChain):
                 'batch_size': config.active_learning.batch_size,
                 'diversity': config.active_learning.diversity,
                 'trust': config.active_learning.trust.model_dump(),
+                'objective': config.objective,
                 'budget': budget,
                 'seed': config.active_learning.seed + self.ctx.iteration,
             }
@@ -376,7 +377,7 @@ class CampaignWorkChain(WorkChain):
         candidates = {key: orm.load_node(self.ctx.candidates[key]) for key in keys}
         selection = select_next_batch(
             orm.load_node(self.ctx.model), orm.load_node(self.ctx.dataset), parameters,
-            predictions=node.outputs.predictions, **candidates, metadata={'call_link_label': self._label('select')},
+            validation=orm.load_node(self.ctx.validation_dataset), predictions=node.outputs.predictions, **candidates, metadata={'call_link_label': self._label('select')},
         )  # fmt: skip
         chosen = [row['key'] for row in selection['chosen']]
         self.ctx.selected_keys = chosen
@@ -449,12 +450,21 @@ class CampaignWorkChain(WorkChain):
         self.ctx.history[-1]['labels'] = dict(self.ctx.labels)
         return None
 
+    def _screening_keys(self) -> list[str]:
+        taken = set(self.ctx.labelled_keys) | set(self.ctx.validation_keys)
+        return sorted(key for key in self.ctx.molecules if key not in taken)
+
     def should_screen(self):
-        return self.config.screening is not None
+        if self.config.screening is None:
+            return False
+        if not self._screening_keys():
+            self.report('screening skipped: active learning labelled every molecule of the library, none is left to rank')
+            return False
+        return True
 
     def screen_predict(self):
         self._stage('screening')
-        keys = sorted(key for key in self.ctx.molecules if key not in set(self.ctx.labelled_keys) | set(self.ctx.validation_keys))
+        keys = self._screening_keys()
         self.ctx.screen_keys = keys
         inputs = {
             'code': self.inputs.code,

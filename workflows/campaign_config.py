@@ -178,10 +178,19 @@ class ConfigurationsConfig(_Section):
 
 
 class TrustConfig(_Section):
-    """Adaptive trust levels (``models.selection.adaptive_trust_levels``)."""
+    """Adaptive trust levels (``models.selection.adaptive_trust_levels``), set each iteration from the committee's
+    spread and error on the fixed validation set (labelled, never fitted), not on the labels it trained on."""
 
-    quantile: float = pydantic.Field(0.95, gt=0, lt=1, description='of the spread on validated structures: lower level')
-    upper_ratio: float = pydantic.Field(3.0, gt=1, description='upper level = ratio x lower level')
+    quantile: float = pydantic.Field(
+        0.5, gt=0, lt=1, description='without a tolerance: the accepted error is this quantile of the validation errors'
+    )
+    tolerance: float | None = pydantic.Field(
+        None, gt=0, description='accepted error (eV/Å of max force error for potentials, property units for properties)'
+    )
+    miss_rate: float = pydantic.Field(
+        0.1, ge=0, lt=1, description='share of validation frames below the lower level allowed above the accepted error'
+    )
+    upper_ratio: float = pydantic.Field(3.0, gt=1, description='upper level = ratio x largest validation spread')
     maximum: float | None = pydantic.Field(
         None, gt=0, description='cap of the upper level (eV/Å for potentials, property units for properties)'
     )

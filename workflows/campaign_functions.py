@@ -125,43 +125,61 @@ def choose_initial_set(parameters: orm.Dict, **candidates: orm.StructureData) ->
 
 @calcfunction
 def select_next_batch(
-    model, dataset: DatasetData, parameters: orm.Dict, predictions: orm.ArrayData | None = None, **candidates
+    model,
+    dataset: DatasetData,
+    parameters: orm.Dict,
+    validation: DatasetData | None = None,
+    predictions: orm.ArrayData | None = None,
+    **candidates,
 ) -> orm.Dict:
     """Choose the next structures to label among ``candidates`` (the unlabelled structures).
 
-    Potentials: the model's members give the max force spread per candidate (and on the labelled ``dataset``, which
-    sets the adaptive trust levels). Properties: the calibrated spread from ``predictions`` (the mlqm.predict output
-    for the candidates, in sorted key order) and, for the trust levels, the spread on the labelled structures.
-    ``parameters``: ``batch_size``, ``diversity``, ``trust`` (quantile, upper_ratio, maximum), ``budget`` (labels
-    left at the cheap level), ``seed``, ``target``.
+    The trust levels come from the committee's spread and true error on ``validation`` (the campaign's fixed
+    validation set: labelled, never fitted), never from the labels it trained on, where its spread is small by
+    construction. Potentials: the max force spread of the members per candidate, against the max force error on the
+    validation frames. Properties: the calibrated spread from ``predictions`` (the mlqm.predict output for the
+    candidates, in sorted key order), against the absolute error on the validation molecules. ``dataset`` (the
+    labelled structures) sets the diversity term. ``parameters``: ``batch_size``, ``diversity``, ``trust``
+    (``models.selection.adaptive_trust_levels`` options), ``budget`` (labels left at the cheap level), ``seed``,
+    ``target``, ``objective`` (properties).
     """
     from ..models.descriptors import aev_descriptors, committee_signals
-    from ..models.selection import TrustLevels, adaptive_trust_levels, select_batch
+    from ..models.selection import TrustLevels, adaptive_trust_levels, max_force_error, select_batch
 
     values = parameters.get_dict()
     keys = sorted(candidates)
     if not keys:
         return orm.Dict({'chosen': [], 'counts': {}, 'trust': None, 'signal': None, 'mean_uncertainty': None})
+    if validation is None:
+        raise ValueError('selection needs the labelled validation set: the trust levels come from held-out frames')
     structures = _structures_of(candidates, keys)
     labelled = _dataset_structures(dataset)
+    held_out = _dataset_structures(validation, values.get('objective') if values['target'] == 'property' else None)
     species = sorted(set(structures.species) | set(labelled.species))
     committee = model.load_model()
     if values['target'] == 'potential':
         signal = 'max_force_spread'
         uncertainty = committee_signals(committee, structures)[signal]
-        reference = committee_signals(committee, labelled)[signal]
+        if held_out.forces is None:
+            raise ValueError('the validation set of a potential campaign has no forces to measure the error on')
+        signals = committee_signals(committee, held_out)
+        reference = signals[signal]
+        reference_error = max_force_error(signals['forces'], held_out.forces, held_out.offsets)
         unit = 'eV/Å'
     else:
         signal = 'calibrated_spread'
         if predictions is None:
             raise ValueError('property selection needs the predictions of the candidates')
         uncertainty = np.asarray(predictions.get_array('property_spread'), dtype=float)
-        reference = committee.predict(labelled).calibrated_spread
+        prediction = committee.predict(held_out)
+        reference = prediction.calibrated_spread
+        reference_error = np.abs(np.asarray(prediction.value, dtype=float) - np.asarray(held_out.target, dtype=float))
         unit = 'target units'
     trust_values = values.get('trust') or {}
     trust = adaptive_trust_levels(
-        reference, quantile=trust_values.get('quantile', 0.95), upper_ratio=trust_values.get('upper_ratio', 3.0),
-        maximum=trust_values.get('maximum'),
+        reference, reference_error, quantile=trust_values.get('quantile', 0.5),
+        tolerance=trust_values.get('tolerance'), miss_rate=trust_values.get('miss_rate', 0.1),
+        upper_ratio=trust_values.get('upper_ratio', 3.0), maximum=trust_values.get('maximum'),
     )  # fmt: skip
     if values['target'] == 'property':
         # the upper level guards against unphysical ML-MD geometries; a library molecule is never one, and the most

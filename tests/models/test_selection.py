@@ -10,6 +10,7 @@ from aiida_mlqm.models.selection import (
     StopRules,
     TrustLevels,
     adaptive_trust_levels,
+    max_force_error,
     check_stop,
     farthest_point_sampling,
     lower_confidence_bound,
@@ -59,21 +60,72 @@ def test_max_force_spread_is_the_largest_atomic_deviation():
         max_force_spread(np.zeros((3, 5)), np.array([0, 5]))
 
 
-def test_adaptive_trust_levels_follow_the_committee():
+def test_trust_levels_come_from_held_out_errors_where_the_spread_tracks_them():
     rng = np.random.default_rng(0)
-    young = adaptive_trust_levels(rng.lognormal(np.log(0.3), 0.3, 500))
-    mature = adaptive_trust_levels(rng.lognormal(np.log(0.05), 0.3, 500))
-    assert mature.lower < young.lower / 4
-    assert young.upper == pytest.approx(3 * young.lower)
-    assert adaptive_trust_levels(np.full(10, 0.1), maximum=0.2).upper == pytest.approx(0.2)
+    spread = rng.uniform(0.01, 0.5, 400)
+    error = 2.0 * spread * rng.uniform(0.8, 1.2, 400)  # the error tracks the spread on held-out frames
+    levels = adaptive_trust_levels(spread, error, tolerance=0.3)
+    below = spread <= levels.lower
+    # at most 10 % of the frames waved through miss the tolerance; one more frame would break that
+    assert np.mean(error[below] > 0.3) <= 0.1
+    next_frame = spread <= np.min(spread[~below])
+    assert np.mean(error[next_frame] > 0.3) > 0.1
+    # error 2 x spread x U(0.8, 1.2) stays within 0.3 up to spread 0.125, and always misses above 0.1875
+    assert 0.125 < levels.lower < 0.1875
+    assert levels.upper == pytest.approx(3 * spread.max())
+    assert '400 held-out frames' in levels.source
+    # without a tolerance: the median held-out error; the level passes about the more accurate half of the frames
+    median = adaptive_trust_levels(spread, error)
+    assert np.mean(error[spread <= median.lower] > np.median(error)) <= 0.1
+    assert 0.45 < np.mean(spread <= median.lower) < 0.65
+
+
+def test_trust_levels_wave_nothing_through_when_the_spread_does_not_track_the_error():
+    rng = np.random.default_rng(1)
+    spread = rng.uniform(0.01, 0.5, 400)
+    error = rng.lognormal(np.log(0.2), 0.8, 400)  # independent of the spread
+    levels = adaptive_trust_levels(spread, error)
+    assert np.mean(spread < levels.lower) < 0.15
+    # at one tolerance, a committee whose held-out errors are small passes more of its frames than a young one
+    young = adaptive_trust_levels(10 * spread, 20 * spread, tolerance=1.0)
+    mature = adaptive_trust_levels(spread, 2 * spread, tolerance=1.0)
+    assert np.mean(spread <= mature.lower) == 1.0 and np.mean(10 * spread <= young.lower) < 0.15
+
+
+def test_trust_level_edge_cases_and_bad_input():
+    # ties: frames of one spread are accurate or not together
+    spread, error = np.array([0.1, 0.1, 0.2, 0.3, 0.4]), np.array([0.0, 0.5, 0.1, 0.1, 0.1])
+    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.25).lower == pytest.approx(0.4)
+    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.3).lower == pytest.approx(0.4)
+    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.2).lower == pytest.approx(0.4)
+    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.0).lower == pytest.approx(1e-12)
+    levels = adaptive_trust_levels(np.array([0.1, 0.1, 0.2]), np.array([0.0, 0.5, 0.6]), tolerance=0.2)
+    assert levels.lower == pytest.approx(1e-12) and 'tolerance 0.2' in levels.source  # no frame within it
+    assert levels.upper == pytest.approx(0.6)
+    assert adaptive_trust_levels(np.full(10, 0.1), np.full(10, 0.01), maximum=0.2).upper == pytest.approx(0.2)
     with pytest.raises(ValueError, match='raise the maximum'):
-        adaptive_trust_levels(np.full(10, 0.5), maximum=0.2)
-    with pytest.raises(ValueError, match='at least one'):
-        adaptive_trust_levels(np.array([np.nan]))
+        adaptive_trust_levels(np.full(10, 0.5), np.full(10, 0.01), maximum=0.2)
+    with pytest.raises(ValueError, match='at least one held-out frame'):
+        adaptive_trust_levels(np.array([np.nan]), np.array([0.1]))
+    with pytest.raises(ValueError, match='one spread and one error'):
+        adaptive_trust_levels(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match='tolerance'):
+        adaptive_trust_levels(np.ones(3), np.ones(3), tolerance=0)
     levels = TrustLevels(0.1, 0.3)
     assert list(levels.classify([0.05, 0.2, 0.5, np.nan])) == ['accurate', 'candidate', 'failed', 'failed']
     with pytest.raises(ValueError, match='lower < upper'):
         TrustLevels(0.3, 0.1)
+
+
+def test_max_force_error_is_the_largest_atomic_error():
+    reference = np.zeros((5, 3))
+    predicted = np.zeros((5, 3))
+    predicted[1] = [0.3, 0.4, 0.0]
+    predicted[3] = [0.0, 0.0, 2.0]
+    predicted[4] = [1.0, 0.0, 0.0]
+    assert max_force_error(predicted, reference, np.array([0, 2, 5])) == pytest.approx([0.5, 2.0])
+    with pytest.raises(ValueError, match='atoms, 3'):
+        max_force_error(np.zeros((5, 3)), np.zeros((4, 3)), np.array([0, 5]))
 
 
 def test_pure_query_by_committee_takes_the_most_uncertain():

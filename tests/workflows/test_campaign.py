@@ -18,10 +18,10 @@ def property_config() -> dict:
         'target': 'property',
         'objective': 'homo_lumo_gap',
         'library': {'g2': MOLECULES.split(',')},
-        'levels': {'cheap': {'level': 'hf/sto-3g', 'max_labels': 17}},
+        'levels': {'cheap': {'level': 'hf/sto-3g', 'max_labels': 13}},
         'model': {'members': 3, 'hidden': [16], 'epochs': 40, 'patience': 40, 'extensive': False,
                   'validation_fraction': 0.2, 'calibration_fraction': 0.2},
-        'active_learning': {'initial_size': 7, 'batch_size': 3, 'validation_size': 4},
+        'active_learning': {'initial_size': 6, 'batch_size': 3, 'validation_size': 4},
         'stop': {'max_iterations': 2},
         'screening': {'top_k': 2, 'kappa': 1.0},
         'submission': {'max_jobs_in_flight': 1, 'structures_per_job': 10},
@@ -46,14 +46,16 @@ def test_property_campaign_runs_every_stage(campaign):
     assert 1 <= len(iterations) <= 2
     assert report['stop_reason']
     # labels: validation + initial + batches + verified top k, never more than the budget before screening
-    assert len(results['dataset']) == 7 + sum(row['selected'] for row in iterations)
-    assert len(results['dataset']) + len(results['validation_dataset']) <= 17
+    assert len(results['dataset']) == 6 + sum(row['selected'] for row in iterations)
+    assert len(results['dataset']) + len(results['validation_dataset']) <= 13
     screening = results['screening'].get_dict()
     assert len(screening['verified']) == 2
     errors = [row['predicted'] - row['computed'] for row in screening['verified']]
     assert screening['mae'] == pytest.approx(sum(abs(e) for e in errors) / 2)
     assert all(8.0 < row['computed'] < 40.0 for row in screening['verified'])  # HF/STO-3G gaps of these, eV
-    assert report['validation_error'] is not None and report['validation_error'] < 10.0
+    # an order-of-magnitude guard (a unit slip, Hartree for eV or a gap of the wrong orbitals, fails it): the gaps
+    # span 8-40 eV and the committee has seen 9 molecules, so its error is several eV and varies with the batch
+    assert report['validation_error'] is not None and report['validation_error'] < 20.0
     assert node.base.extras.get('campaign_stage') == 'finished'
 
 
@@ -65,7 +67,11 @@ def test_each_iteration_leaves_labelled_sub_runs_and_a_selection_with_reasons(ca
     assert {'iteration_01_predict', 'iteration_01_select', 'iteration_01_reference', 'iteration_01_train'} <= labels
     selection = next(l.node for l in node.base.links.get_outgoing().all() if l.link_label == 'iteration_01_select')
     inputs = {link.link_label for link in selection.base.links.get_incoming().all()}
-    assert {'model', 'dataset', 'parameters', 'predictions'} <= inputs
+    assert {'model', 'dataset', 'parameters', 'predictions', 'validation'} <= inputs
+    # the trust window comes from the fixed validation set (held out), not from the labels the committee fitted
+    validation = next(l.node for l in selection.base.links.get_incoming().all() if l.link_label == 'validation')
+    assert validation.uuid == results['validation_dataset'].uuid
+    assert f'of {len(validation)} held-out frames' in selection.outputs.result['trust']['source']
     chosen = selection.outputs.result['chosen']
     assert chosen and all(row['rule'] == 'query-by-committee' and row['uncertainty'] >= 0 for row in chosen)
     # why was this structure labelled: its dataset row -> its structure -> the selection that chose it
