@@ -5,6 +5,8 @@ Stored quantities are in eV, eV/Å and Å; PySCF works in Hartree and Bohr. Impo
 """
 from __future__ import annotations
 
+ENERGY_UNIT = 'eV'  # stored energies (result Dicts, datasets, tables)
+FORCES_UNIT = 'eV/Å'
 HARTREE_TO_EV = 27.211386245988
 BOHR_TO_ANGSTROM = 0.529177210903
 EV_TO_KCAL_PER_MOL = 23.060547830619

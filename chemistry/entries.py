@@ -18,6 +18,12 @@ from .smiles import smiles_charge_multiplicity, with_hydrogens
 
 __all__ = ('Prepared', 'check_basis', 'prepare_geometry', 'prepare_smiles')
 
+# Where fragments can be allowed: the mlqm.build parameter, and `mlqm build`, the one command with the option.
+ALLOW_FRAGMENTS = (
+    'build it with fragments allowed (`mlqm build --allow-fragments`; in Python the mlqm.build parameter '
+    'allow_fragments: true)'
+)
+
 
 @dataclasses.dataclass
 class Prepared:
@@ -61,7 +67,7 @@ def prepare_smiles(record: dict, *, basis: str, allow_fragments: bool) -> tuple[
         raise Rejection(
             'disconnected_fragments',
             f'SMILES {record["smiles"]!r} has {len(Chem.GetMolFrags(mol))} disconnected fragments: '
-            f'split it into separate entries or allow fragments (--allow-fragments / allow_fragments: true)',
+            f'split it into separate entries, or {ALLOW_FRAGMENTS}',
         )
     prepared = Prepared(
         symbols=symbols,
@@ -89,7 +95,7 @@ def prepare_geometry(record: dict, *, basis: str, allow_fragments: bool, min_dis
         raise Rejection(
             'disconnected_fragments',
             f'the geometry has {fragments} fragments that are not bonded by covalent radii: '
-            f'split it or allow fragments (--allow-fragments / allow_fragments: true)',
+            f'split it into separate entries, or {ALLOW_FRAGMENTS}',
         )
     canonical, inchikey = perceive_identity(numbers, positions, charge)
     return Prepared(

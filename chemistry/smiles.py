@@ -12,7 +12,15 @@ import numpy as np
 from ..units import EV_TO_KCAL_PER_MOL
 from .molecule import Rejection
 
-__all__ = ('Conformer', 'embed_conformers', 'parse_smiles', 'smiles_charge_multiplicity', 'with_hydrogens')
+__all__ = (
+    'Conformer',
+    'embed_conformers',
+    'molecule_from_json',
+    'molecule_to_json',
+    'parse_smiles',
+    'smiles_charge_multiplicity',
+    'with_hydrogens',
+)
 
 KCAL_PER_MOL_TO_EV = 1.0 / EV_TO_KCAL_PER_MOL
 
@@ -58,6 +66,24 @@ def with_hydrogens(smiles: str):
             'masses, so write the SMILES without isotope numbers (the electronic energy does not depend on them)',
         )
     return mol, mol_h
+
+
+def molecule_to_json(mol) -> str:
+    """A parsed molecule as RDKit's JSON (atoms in order, bonds, charges, radicals, stereo), to pass it on between
+    steps that cannot share Python objects (calcfunctions) without parsing its SMILES again."""
+    from rdkit import Chem
+
+    return Chem.MolToJSON(mol)
+
+
+def molecule_from_json(text: str):
+    """The molecule :func:`molecule_to_json` wrote, sanitised as a parsed SMILES is (ring information, aromaticity
+    and hybridisation, which embedding and force fields need): the same atom order and the same conformers."""
+    from rdkit import Chem
+
+    mol = Chem.JSONToMols(text)[0]
+    Chem.SanitizeMol(mol)
+    return mol
 
 
 def smiles_charge_multiplicity(mol) -> tuple[int, int]:

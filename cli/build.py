@@ -126,6 +126,14 @@ def print_results(node, results: dict) -> None:
             *map(escape, _built_row(key, structure, attributes)),
         )
     console.print(built)
+    renamed = BuildWorkChain.renamed_ids(node)
+    if renamed:
+        table = Table(title=f'Renamed ids ({len(renamed)}): link labels are unique identifiers')
+        for column in ('id', 'key', 'why'):
+            table.add_column(column, overflow='fold')
+        for entry in renamed:
+            table.add_row(*map(escape, (entry['id'], entry['key'], entry['why'])))
+        console.print(table)
 
     rejected = results['rejected'].get_dict() if 'rejected' in results else {'entries': [], 'count': 0, 'total': 0}
     if rejected['entries']:

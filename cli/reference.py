@@ -117,6 +117,8 @@ def build_and_label(
     if 'rejected' in build.outputs:
         for entry in build.outputs.rejected.get_dict().get('entries', []):
             console.print(f'[yellow]rejected {entry["id"]} ({entry["kind"]}): {entry["reason"]}')
+    for entry in BuildWorkChain.renamed_ids(build):
+        console.print(f'renamed {entry["id"]!r} -> {entry["key"]} ({entry["why"]})')
     if not built:
         raise click.ClickException(f'no structure could be built (BuildWorkChain<{build.pk}>: {build.exit_message})')
     structures = dict(sorted(built.items()))
@@ -155,16 +157,19 @@ def submit_chain(process_class, inputs: dict, console):
 
 
 def print_table(console, level, node, elapsed, structures, results) -> None:
-    """One row per structure: energies (Ha), correlation energy, gap, T1/D1, largest force, or why it failed."""
+    """One row per structure: energies, correlation energy, gap, T1/D1, largest force, or why it failed.
+
+    Values are shown in the unit they are stored in (``units.ENERGY_UNIT``, converted once from Hartree by the parser).
+    """
     from aiida import orm
     from rich.table import Table
 
-    from ..units import HARTREE_TO_EV
+    from ..units import ENERGY_UNIT, FORCES_UNIT
 
     forces = level.forces
     table = Table(title=f'{level.label} reference energies (ReferenceWorkChain<{node.pk}>, {elapsed:.1f} s)')
-    columns = ['molecule', 'mult.', 'E total / Ha', 'E corr / Ha', 'gap / eV', 'T1', 'D1']
-    columns += ['max |F| / eV/Å'] if forces else []
+    columns = ['molecule', 'mult.', f'E total / {ENERGY_UNIT}', f'E corr / {ENERGY_UNIT}', f'gap / {ENERGY_UNIT}']
+    columns += ['T1', 'D1'] + ([f'max |F| / {FORCES_UNIT}'] if forces else [])
     for column in [*columns, 'job']:
         table.add_column(column, justify='left' if column == 'molecule' else 'right')
 
@@ -181,16 +186,16 @@ def print_table(console, level, node, elapsed, structures, results) -> None:
         multiplicity = str(structure.base.attributes.get('multiplicity', ''))
         if key not in labelled:
             reason = failed.get(key, {}).get('message', 'not labelled')
-            table.add_row(_name(structure), multiplicity, f'[red]{reason}', *[''] * (len(columns) - 2))
+            table.add_row(display_name(key, structure), multiplicity, f'[red]{reason}', *[''] * (len(columns) - 2))
             continue
         values = labelled[key]['parameters'].get_dict()
         scf = values.get('scf_energy')
         correlation = values['total_energy'] - scf if scf is not None and scf != values['total_energy'] else None
         row = [
-            _name(structure),
+            display_name(key, structure),
             multiplicity,
-            f'{values["total_energy"] / HARTREE_TO_EV:.8f}',
-            _fmt(None if correlation is None else correlation / HARTREE_TO_EV, '.8f'),
+            f'{values["total_energy"]:.6f}',
+            _fmt(correlation, '.6f'),
             _fmt(values.get('homo_lumo_gap'), '.3f'),
             _fmt(values.get('t1_diagnostic'), '.4f'),
             _fmt(values.get('d1_diagnostic'), '.4f'),
@@ -211,8 +216,10 @@ def print_table(console, level, node, elapsed, structures, results) -> None:
         console.print(f'[yellow]ReferenceWorkChain finished with exit status {node.exit_status}: {node.exit_message}')
 
 
-def _name(structure) -> str:
-    return structure.base.attributes.get('name', None) or structure.label or structure.get_formula()
+def display_name(key: str, structure) -> str:
+    """The user's id of a structure, with the link label it got when that differs (``water -> water_2``)."""
+    name = structure.base.attributes.get('name', None) or structure.label or structure.get_formula()
+    return name if name == key else f'{name} -> {key}'
 
 
 def _fmt(value, spec: str) -> str:

@@ -117,5 +117,6 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
         what = row.get('level') or row.get('action') or ''
         if row.get('active_space'):
             what += f' CAS({row["active_space"]["electrons"]},{row["active_space"]["orbitals"]})'
-        table.add_row(row['name'], p, row['route'], what, row.get('reason') or '')
+        name = row['name'] if row.get('key') in (None, row['name']) else f'{row["name"]} -> {row["key"]}'
+        table.add_row(name, p, row['route'], what, row.get('reason') or '')
     console.print(table)

@@ -25,7 +25,7 @@ __all__ = (
     'forces_node',
 )
 
-from ..units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
+from ..units import BOHR_TO_ANGSTROM, ENERGY_UNIT, FORCES_UNIT, HARTREE_TO_EV
 
 ENERGY_KEYS = (
     'scf_energy', 'mp2_correlation_energy', 'ccsd_correlation_energy', 'ccsd_t_correction', 'total_energy',
@@ -58,7 +58,7 @@ def convert_result(
     for key in ENERGY_KEYS:
         if result.get(key) is not None:
             parameters[key] = float(result[key]) * HARTREE_TO_EV
-            parameters[f'{key}_units'] = 'eV'
+            parameters[f'{key}_units'] = ENERGY_UNIT
     if result.get('features') is not None:  # the features mode of method selection (mlqm.features.batch)
         parameters['features'] = dict(result['features'])
         parameters['features_units'] = FEATURES_UNITS
@@ -76,7 +76,7 @@ def forces_node(forces: np.ndarray) -> orm.ArrayData:
     """Return an ``ArrayData`` with the array ``forces`` (eV/Å) and the attribute ``units``."""
     node = orm.ArrayData()
     node.set_array('forces', forces)
-    node.base.attributes.set('units', 'eV/Å')
+    node.base.attributes.set('units', FORCES_UNIT)
     return node
 
 

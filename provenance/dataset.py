@@ -25,8 +25,8 @@ import typing as t
 import numpy as np
 from aiida import orm
 
-ENERGY_UNIT = 'eV'
-FORCES_UNIT = 'eV/Å'
+from ..units import ENERGY_UNIT, FORCES_UNIT
+
 POSITIONS_UNIT = 'Å'
 
 

@@ -29,7 +29,13 @@ from aiida.manage import get_manager
 
 from ..chemistry.readers import Record, jsonable_positions
 from ..exit_codes import declare
-from .build_functions import build_structures, collect_rejections, sample_configurations, validate_library
+from .build_functions import (
+    build_structures,
+    collect_rejections,
+    rename_reason,
+    sample_configurations,
+    validate_library,
+)
 from .build_parameters import parse_parameters
 from .protocol import ProtocolMixin
 
@@ -134,6 +140,24 @@ class BuildWorkChain(ProtocolMixin, WorkChain):
         :param node: the ``WorkChainNode`` of a ``BuildWorkChain``.
         """
         return _created_by(node, 'build_%')
+
+    @staticmethod
+    def renamed_ids(node) -> list[dict[str, str]]:
+        """Entries whose link label is not their id: ``[{'id', 'key', 'why'}]`` in library order.
+
+        An id that is not an identifier is sanitised (``mol-1`` -> ``mol_1``); an id used again gets a suffix
+        (``water`` -> ``water_2``). Read from the chunks ``validate_library`` made.
+        """
+        validation = node.base.links.get_outgoing(link_label_filter='validate_library').all_nodes()
+        if not validation:
+            return []
+        chunks = validation[0].base.links.get_outgoing(link_label_filter='chunk_%').all()
+        entries = [entry for link in sorted(chunks, key=lambda link: link.link_label) for entry in link.node.get_list()]
+        return [
+            {'id': entry['id'], 'key': entry['key'], 'why': rename_reason(entry['id'], entry['key'])}
+            for entry in entries
+            if entry['key'] != entry['id']
+        ]
 
     @staticmethod
     def sampled_configurations(node) -> dict[str, orm.StructureData]:

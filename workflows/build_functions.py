@@ -18,7 +18,7 @@ from aiida.engine import calcfunction
 from ..chemistry import entries as chem
 from ..chemistry.geometry import check_coordinates, point_group
 from ..chemistry.molecule import Rejection, default_multiplicity
-from ..chemistry.smiles import embed_conformers, with_hydrogens
+from ..chemistry.smiles import embed_conformers, molecule_from_json, molecule_to_json
 from . import build_sampling as sampling
 from .build_parameters import parse_parameters
 
@@ -38,6 +38,13 @@ def link_key(entry_id: str, taken: set[str]) -> str:
         candidate = f'{key}_{suffix}'
     taken.add(candidate)
     return candidate
+
+
+def rename_reason(entry_id: str, key: str) -> str:
+    """Why :func:`link_key` gave ``entry_id`` the label ``key``."""
+    if link_key(entry_id, set()) == key:
+        return 'not an identifier: sanitised'
+    return 'id used by an earlier entry: made unique'
 
 
 def make_structure(symbols, positions, attributes: dict) -> orm.StructureData:
@@ -80,7 +87,9 @@ def check_entry(record, parameters) -> dict:
             'invalid_record', 'an entry needs `id` and `kind` (smiles or geometry); use aiida_mlqm.chemistry.readers'
         )
     if record['kind'] == 'smiles':
-        prepared, _ = chem.prepare_smiles(record, basis=parameters.basis, allow_fragments=parameters.allow_fragments)
+        prepared, mol_h = chem.prepare_smiles(
+            record, basis=parameters.basis, allow_fragments=parameters.allow_fragments
+        )
     else:
         prepared = chem.prepare_geometry(
             record,
@@ -101,6 +110,8 @@ def check_entry(record, parameters) -> dict:
     if record['kind'] == 'geometry':
         normalised['symbols'] = prepared.symbols
         normalised['positions'] = prepared.positions.tolist()
+    else:  # the parsed molecule goes on to the build step: its SMILES is parsed once
+        normalised['molecule'] = molecule_to_json(mol_h)
     return normalised
 
 
@@ -164,7 +175,7 @@ def _build_entry(entry: dict, params) -> dict:
         ]
         force_field = None
     else:
-        _, mol_h = with_hydrogens(entry['smiles'])
+        mol_h = molecule_from_json(entry['molecule'])
         symbols = [atom.GetSymbol() for atom in mol_h.GetAtoms()]
         conformers, force_field = embed_conformers(
             mol_h,

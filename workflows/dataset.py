@@ -15,6 +15,7 @@ from aiida.engine import calcfunction
 
 from ..chemistry.level import canonical_label
 from ..provenance.dataset import DatasetData, Frame
+from ..units import ENERGY_UNIT
 
 ROLES = ('parameters', 'forces', 'structure')
 # Inputs of one assembling calcfunction. AiiDA checks each new input link of an unstored process node against all
@@ -61,8 +62,8 @@ def assemble_dataset(**nodes) -> DatasetData:
     for key, group in sorted(_group_by_key(nodes).items()):
         structure, result = group['structure'], group['parameters']
         values = result.get_dict()
-        if values.get('total_energy_units', 'eV') != 'eV':
-            raise ValueError(f'{key}: total energy in {values["total_energy_units"]}, expected eV')
+        if values.get('total_energy_units', ENERGY_UNIT) != ENERGY_UNIT:
+            raise ValueError(f'{key}: total energy in {values["total_energy_units"]}, expected {ENERGY_UNIT}')
         forces = group['forces'].get_array('forces') if 'forces' in group else None
         frames.append(
             Frame(

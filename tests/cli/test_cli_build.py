@@ -85,6 +85,17 @@ def test_all_rejected_exits_non_zero_with_reasons(aiida_profile, tmp_path):
     assert result.exit_code == 0 and 'salt' in result.output
 
 
+def test_renamed_ids_are_listed(aiida_profile, tmp_path):
+    library = tmp_path / 'ids.smi'
+    library.write_text('O water\nC water\nN mol-1\n')
+    result = invoke(aiida_profile, '--smiles', str(library))
+    assert result.exit_code == 0, result.output
+    assert 'Renamed ids (2)' in result.output
+    lines = [' '.join(line.replace('│', ' ').split()) for line in result.output.splitlines()]
+    assert 'water water_2 id used by an earlier entry: made unique' in lines
+    assert 'mol-1 mol_1 not an identifier: sanitised' in lines
+
+
 def test_command_line_uses_the_embedded_profile_by_default(tmp_path):
     """Without --profile the command creates the embedded profile in a fresh AIIDA_PATH, as a new user would see it."""
     env = {'AIIDA_PATH': str(tmp_path), 'MLQM_HOME': str(tmp_path / 'mlqm'), 'PATH': '/usr/bin:/bin'}

@@ -14,7 +14,7 @@ def mlqm(tmp_path, *args):
 
 def test_reference_from_smiles_with_export(tmp_path):
     library = tmp_path / 'library.smi'
-    library.write_text('O water\n[OH] hydroxyl\nC methane\n')
+    library.write_text('O water\n[OH] hydroxyl\nC methane\nCC water\n[Na+].[Cl-] salt\n')
     export = tmp_path / 'labels.extxyz'
     result = mlqm(tmp_path, 'reference', '--smiles', str(library), '--level', 'hf/sto-3g', '--forces', '--export', str(export))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -22,9 +22,19 @@ def test_reference_from_smiles_with_export(tmp_path):
         assert name in result.stdout
     assert 'DatasetData<' in result.stdout
     images = read(export, index=':')
-    assert len(images) == 3
+    assert len(images) == 4
     assert all(atoms.info['source_uuid'] for atoms in images)
-    assert sorted(atoms.info['multiplicity'] for atoms in images) == [1, 1, 2]
+    assert sorted(atoms.info['multiplicity'] for atoms in images) == [1, 1, 1, 2]
+    # the table shows the stored energies (eV), not a conversion back to Hartree
+    assert 'E total / eV' in result.stdout
+    for atoms in images:
+        assert f'{atoms.get_potential_energy():.6f}' in result.stdout
+    # the second `water` is renamed, and the rename is listed
+    assert "renamed 'water' -> water_2 (id used by an earlier entry: made unique)" in result.stdout
+    assert 'water -> water_2' in result.stdout
+    # a salt is rejected with a fix that exists: mlqm reference has no --allow-fragments
+    assert 'rejected salt' in result.stdout and 'mlqm build --allow-fragments' in result.stdout
+    assert '(--allow-fragments' not in result.stdout
 
 
 def test_bad_level_or_library_fails_before_anything_is_stored(tmp_path):

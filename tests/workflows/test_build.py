@@ -275,3 +275,26 @@ def test_parameters_port_rejects_unknown_keys(aiida_profile):
     builder.library = orm.List([smiles_record('C', 'methane', 'test')])
     with pytest.raises(ValueError, match="unknown key 'num_conformerz'"):
         builder.parameters = orm.Dict({'num_conformerz': 2})
+
+
+def test_each_smiles_is_parsed_once_and_embeds_as_parsed(aiida_profile, monkeypatch):
+    """Validation parses a SMILES; the build step embeds that parsed molecule (no second parse, same geometry)."""
+    from aiida_mlqm.chemistry import smiles as chem_smiles
+    from aiida_mlqm.workflows.build_parameters import parse_parameters
+
+    calls, parse = [], chem_smiles.parse_smiles
+    monkeypatch.setattr(chem_smiles, 'parse_smiles', lambda text: calls.append(text) or parse(text))
+    given = {'aspirin': 'CC(=O)Oc1ccccc1C(=O)O', 'butenyl': '[CH2]/C=C/C', 'alaninate': 'C[C@H](N)C(=O)[O-]'}
+    results, node = build([smiles_record(smiles, name, 'test') for name, smiles in given.items()])
+    assert sorted(calls) == sorted(given.values())
+    monkeypatch.undo()
+
+    params = parse_parameters(node.inputs.parameters.get_dict())
+    for name, smiles in given.items():
+        _, mol_h = chem_smiles.with_hydrogens(smiles)
+        conformers, _ = chem_smiles.embed_conformers(
+            mol_h, num_conformers=params.num_conformers, seed=params.seed, force_field=params.force_field,
+            max_iterations=params.max_iterations, rms_threshold=params.rms_threshold,
+        )  # fmt: skip
+        built = np.array([site.position for site in results['structures'][name].sites])
+        np.testing.assert_allclose(built, conformers[0].positions, atol=1e-8)
