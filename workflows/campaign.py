@@ -15,6 +15,7 @@ has more than that many scheduler jobs queued at once.
 from __future__ import annotations
 
 import math
+import typing as t
 
 from aiida import orm
 from aiida.common import AttributeDict
@@ -36,6 +37,7 @@ from .campaign_functions import (
     select_next_batch,
     with_objective,
 )
+from .protocol import ProtocolMixin
 from .reference import ReferenceWorkChain
 
 STAGES = ('build', 'method_selection', 'reference', 'active_learning', 'screening', 'report', 'finished')
@@ -49,8 +51,36 @@ def validate_config(value, _ctx=None) -> str | None:
     return None
 
 
-class CampaignWorkChain(WorkChain):
+class CampaignWorkChain(ProtocolMixin, WorkChain):
     """An ML/QM campaign: labelled data chosen by active learning, a trained model, a screened library."""
+
+    _protocol_name = 'campaign'
+    _open_override_keys = ('config',)
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        library: t.Sequence[dict] | orm.List,
+        protocol: str | None = None,
+        overrides: t.Mapping[str, t.Any] | None = None,
+        options: t.Mapping[str, t.Any] | None = None,
+    ):
+        """A builder with the protocol's config changes under the caller's ``overrides['config']``.
+
+        :param library: records as ``mlqm.build`` takes them (``chemistry.readers``), or a stored ``List`` of them.
+        :param overrides: ``{'config': {...}}`` with at least name, target, library and levels (see
+            examples/campaigns/); unknown keys raise ``ProtocolError``, an invalid config ``CampaignConfigError``.
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        parse_config(inputs['config'])  # refuse a bad config before anything is stored
+        builder = cls.get_builder()
+        builder.config = orm.Dict(inputs['config'])
+        builder.library = library if isinstance(library, orm.List) else orm.List(list(library))
+        builder.code = code
+        if options:
+            builder.options = orm.Dict(dict(options))
+        return builder
 
     @classmethod
     def define(cls, spec):

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import typing as t
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
+from aiida.engine import ToContext, WorkChain, calcfunction, while_
 from aiida.plugins import CalculationFactory, DataFactory
 
 from ..exit_codes import declare
+from .protocol import ProtocolMixin
 
 FeaturesBatchCalculation = CalculationFactory('mlqm.features.batch')
 PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
@@ -57,7 +58,7 @@ def validate_inputs(inputs, _):
         return 'no structures given: pass at least one StructureData in the `structures` namespace'
     elements = {symbol for structure in structures.values() for symbol in structure.get_symbols_set()}
     try:
-        validate_feature_parameters(inputs['features_parameters'].get_dict(), elements)
+        features = validate_feature_parameters(inputs['features_parameters'].get_dict(), elements)
     except ParameterError as exception:
         return f'invalid `features_parameters`: {exception}'
     try:
@@ -68,8 +69,7 @@ def validate_inputs(inputs, _):
     if classifier.kind != 'classifier' or 'operating_threshold' not in classifier.metrics:
         return '`classifier` must be a method-selection classifier (ModelData of kind classifier with an operating_threshold)'
     basis = classifier.base.attributes.get('hyperparameters', {}).get('feature_basis')
-    given = inputs['features_parameters'].get_dict().get('basis', 'cc-pvdz')
-    if basis is not None and basis.lower() != given.lower():
+    if basis is not None and basis.lower() != features.basis.lower():
         return f'the classifier was trained on features at {basis}; set features_parameters.basis to {basis!r}'
     calibration = inputs.get('calibration', {})
     if calibration.get('enabled') and calibration['enabled'].value and 'training_set' not in calibration:
@@ -165,8 +165,11 @@ def collect_decisions(**decisions: orm.Dict) -> orm.Dict:
     return orm.Dict({key: node.get_dict() for key, node in decisions.items()})
 
 
-class MethodSelectionWorkChain(WorkChain):
+class MethodSelectionWorkChain(ProtocolMixin, WorkChain):
     """Features job per batch -> P(MR) per molecule -> route; optional calibration with CCSD(T) diagnostics."""
+
+    _protocol_name = 'method_selection'
+    _open_override_keys = ('features_parameters', 'routing', 'calibration.criteria', 'calibration.settings')
 
     @classmethod
     def define(cls, spec):
@@ -182,19 +185,19 @@ class MethodSelectionWorkChain(WorkChain):
         spec.input(
             'features_parameters',
             valid_type=orm.Dict,
-            default=lambda: orm.Dict({}),
+            default=lambda: orm.Dict(cls.get_default_input('features_parameters')),
             help='Parameters of the features jobs (FeatureJobParameters); the basis must be the classifier\'s.',
         )
         spec.input(
             'routing',
             valid_type=orm.Dict,
-            default=lambda: orm.Dict({}),
+            default=lambda: orm.Dict(cls.get_default_input('routing')),
             help='RoutingRule: mr_threshold, multireference_action (casscf/flag/exclude), target_accuracy_kcal_mol, levels.',
         )
         spec.input(
             'batch_size',
             valid_type=orm.Int,
-            default=lambda: orm.Int(30),
+            default=lambda: orm.Int(cls.get_default_input('batch_size')),
             serializer=orm.to_aiida_type,
             help='Most molecules in one features job.',
         )
@@ -205,20 +208,22 @@ class MethodSelectionWorkChain(WorkChain):
             serializer=orm.to_aiida_type,
             help='`metadata.options` for every job.',
         )
-        spec.input('calibration.enabled', valid_type=orm.Bool, default=lambda: orm.Bool(False), serializer=orm.to_aiida_type,
+        spec.input('calibration.enabled', valid_type=orm.Bool, default=lambda: orm.Bool(cls.get_default_input('calibration.enabled')), serializer=orm.to_aiida_type,
                    help='Run CCSD(T) diagnostics for the least certain molecules and retrain.')  # fmt: skip
         spec.input('calibration.training_set', valid_type=orm.Dict, required=False,
                    help='The training-set Dict of the classifier (its creator\'s input), grown by calibration.')  # fmt: skip
-        spec.input('calibration.budget', valid_type=orm.Int, default=lambda: orm.Int(10), serializer=orm.to_aiida_type,
+        spec.input('calibration.budget', valid_type=orm.Int, default=lambda: orm.Int(cls.get_default_input('calibration.budget')), serializer=orm.to_aiida_type,
                    help='Most CCSD(T) diagnostic runs in all rounds together.')  # fmt: skip
-        spec.input('calibration.per_round', valid_type=orm.Int, default=lambda: orm.Int(5), serializer=orm.to_aiida_type,
+        spec.input('calibration.per_round', valid_type=orm.Int, default=lambda: orm.Int(cls.get_default_input('calibration.per_round')), serializer=orm.to_aiida_type,
                    help='CCSD(T) diagnostic runs per round.')  # fmt: skip
         spec.input('calibration.band', valid_type=orm.List, required=False,
                    help="[low, high] P(MR) band counted as uncertain [default: the classifier's operating and "
                    'confident thresholds].')  # fmt: skip
-        spec.input('calibration.criteria', valid_type=orm.Dict, default=lambda: orm.Dict({}),
+        spec.input('calibration.criteria', valid_type=orm.Dict,
+                   default=lambda: orm.Dict(cls.get_default_input('calibration.criteria')),
                    help='MultireferenceCriteria thresholds (t1, d1, pct_tae_t).')  # fmt: skip
-        spec.input('calibration.settings', valid_type=orm.Dict, default=lambda: orm.Dict({}),
+        spec.input('calibration.settings', valid_type=orm.Dict,
+                   default=lambda: orm.Dict(cls.get_default_input('calibration.settings')),
                    help='ClassifierSettings for retraining (recall_target, folds, ...).')  # fmt: skip
         spec.inputs.validator = validate_inputs
         spec.outline(
@@ -246,6 +251,43 @@ class MethodSelectionWorkChain(WorkChain):
             ERROR_ALL_STRUCTURES_FAILED='The features job failed for every molecule: {summary}',
             WARNING_SOME_STRUCTURES_FAILED='{failed} of {total} molecules have no features.',
         )
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structures: t.Mapping[str, orm.StructureData],
+        protocol: str | None = None,
+        overrides: t.Mapping[str, t.Any] | None = None,
+        options: t.Mapping[str, t.Any] | None = None,
+        classifier: ModelData | None = None,
+    ):
+        """A builder with the protocol's inputs and ``overrides`` merged in (unknown keys raise ``ProtocolError``).
+
+        :param overrides: nested as the ports, e.g. ``{'routing': {'mr_threshold': 0.3}, 'batch_size': 10}``.
+        :param classifier: the MR classifier; default: the shipped one (imported into the profile on first use).
+        """
+        from .method_selection_training import import_default
+
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.code = code
+        builder.structures = dict(structures)
+        builder.classifier = classifier if classifier is not None else import_default()
+        builder.features_parameters = orm.Dict(inputs['features_parameters'])
+        builder.routing = orm.Dict(inputs['routing'])
+        builder.batch_size = orm.Int(inputs['batch_size'])
+        calibration = inputs['calibration']
+        builder.calibration = {
+            'enabled': orm.Bool(calibration['enabled']),
+            'budget': orm.Int(calibration['budget']),
+            'per_round': orm.Int(calibration['per_round']),
+            'criteria': orm.Dict(calibration['criteria']),
+            'settings': orm.Dict(calibration['settings']),
+        }
+        if options:
+            builder.options = orm.Dict(dict(options))
+        return builder
 
     def setup(self):
         keys = sorted(self.inputs.structures)
