@@ -114,7 +114,9 @@ class ClassifierConfig(pydantic.BaseModel):
 class ExploreConfig(pydantic.BaseModel):
     """Langevin ML-MD settings of ``explore`` mode.
 
-    :param threshold: calibrated committee energy spread (eV) that ends a trajectory with a candidate.
+    :param threshold: the committee spread that ends a trajectory with a candidate, in the unit of ``signal``.
+    :param signal: ``energy_spread`` (calibrated energy spread, eV) or ``force_spread`` (DP-GEN's model deviation: the
+        largest over atoms of the members' force deviation, eV/Å; the signal that tracks the error of a potential).
     :param timestep: fs. ``friction``: 1/fs. ``min_distance``: Å; a closer pair ends the trajectory as unphysical.
     """
 
@@ -125,6 +127,7 @@ class ExploreConfig(pydantic.BaseModel):
     steps: int = pydantic.Field(200, ge=1)
     friction: float = pydantic.Field(0.01, gt=0)
     threshold: float = pydantic.Field(0.1, gt=0)
+    signal: t.Literal['energy_spread', 'force_spread'] = 'energy_spread'
     check_interval: int = pydantic.Field(5, ge=1)
     seed: int = 0
     min_distance: float = pydantic.Field(0.5, ge=0)

@@ -1,7 +1,8 @@
 """Exploration by ML molecular dynamics: Langevin trajectories on the committee, stopped where it becomes unsure.
 
 Each starting structure runs its own trajectory (its own seed, derived from ``seed``). Every ``check_interval`` steps
-the calibrated committee spread is read; the first geometry whose spread exceeds ``threshold`` ends the trajectory and
+the committee spread named by ``signal`` is read (the calibrated energy spread, or the max force spread as DP-GEN's
+model deviation); the first geometry whose spread exceeds ``threshold`` ends the trajectory and
 becomes a candidate for reference labelling. A trajectory that never crosses the threshold returns no candidate: the
 model is confident over the region it sampled.
 """
@@ -50,7 +51,7 @@ def explore(model, starts: Structures, settings: ExploreConfig | dict[str, t.Any
             dynamics.run(settings.check_interval)
             step += settings.check_interval
             atoms.get_potential_energy()
-            spread = float(atoms.calc.results['energy_spread'])
+            spread = float(atoms.calc.results[settings.signal])
             max_spread = max(max_spread, spread)
             if len(atoms) > 1:
                 distances = atoms.get_all_distances()[np.triu_indices(len(atoms), 1)]

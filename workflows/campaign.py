@@ -31,6 +31,7 @@ from .campaign_functions import (
     campaign_parameters,
     campaign_report,
     choose_initial_set,
+    exploration_parameters,
     merge_labelled,
     rank_library,
     screening_summary,
@@ -110,6 +111,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             cls.train,
             cls.inspect_train,
             while_(cls.should_iterate)(
+                if_(cls.should_explore)(cls.explore, cls.inspect_explore),
                 cls.predict,
                 cls.select,
                 cls.label,
@@ -366,6 +368,53 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             self.ctx.initial_labels = dict(self.ctx.labels)
         self._progress()
         self.report(f'{self._label("train")}: validation MAE {error} on {len(orm.load_node(self.ctx.dataset))} labels')
+        return None
+
+    def should_explore(self):
+        return self.config.target == 'potential' and self.config.active_learning.explore is not None
+
+    def explore(self):
+        """ML-MD on the current committee from ``explore.starts`` labelled structures (seeded draw), each trajectory
+        stopped at the committee's adaptive lower trust level; the stops become candidates of this iteration."""
+        import numpy as np
+
+        config = self.config
+        seed = config.active_learning.seed + self.ctx.iteration
+        labelled = sorted(self.ctx.labelled_keys)
+        count = min(config.active_learning.explore.starts, len(labelled))
+        starts = sorted(labelled[i] for i in np.random.default_rng(seed).choice(len(labelled), count, replace=False))
+        outputs = exploration_parameters(
+            orm.load_node(self.ctx.model), orm.load_node(self.ctx.validation_dataset),
+            orm.Dict({'explore': config.active_learning.explore.job_settings(), 'trust': config.active_learning.trust.model_dump(),
+                      'target': config.target, 'seed': seed}),
+            metadata={'call_link_label': self._label('explore_parameters')},
+        )  # fmt: skip
+        parameters = outputs['parameters']
+        inputs = {
+            'code': self.inputs.code,
+            'model': orm.load_node(self.ctx.model),
+            'structures': {key: orm.load_node(self.ctx.candidates[key]) for key in starts},
+            'parameters': parameters,
+            'metadata': {'options': self._options(), 'call_link_label': self._label('explore')},
+        }
+        self.report(
+            f'{self._label("explore")}: ML-MD from {count} labelled structures, stop at max force spread '
+            f'{parameters["explore"]["threshold"]:.4g} eV/Å'
+        )
+        return ToContext(exploration=self.submit(PredictCalculation, **inputs))
+
+    def inspect_explore(self):
+        node = self.ctx.exploration
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_PREDICTION_FAILED.format(iteration=self.ctx.iteration, message=node.exit_message)
+        found = dict(node.outputs.candidates) if 'candidates' in node.outputs else {}
+        for label, structure in sorted(found.items()):
+            self.ctx.candidates[f'{self._label("md")}_{label.rsplit("_", 1)[-1]}'] = structure.pk
+        reasons = [row['reason'] for row in node.outputs.explore['trajectories']]
+        self.report(
+            f'{self._label("explore")}: {len(found)} candidates from {len(reasons)} trajectories '
+            f'({", ".join(f"{reasons.count(r)} {r}" for r in sorted(set(reasons)))})'
+        )
         return None
 
     def _unlabelled(self) -> list[str]:

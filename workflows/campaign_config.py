@@ -66,13 +66,28 @@ class ModelConfig(TrainingConfig):
 
 
 class ExploreSection(ExploreConfig):
-    """ML-MD exploration (``models.config.ExploreConfig``); validated here, refused by ``CampaignConfig`` until the
-    campaign runs exploration."""
+    """ML-MD exploration in each iteration (``models.config.ExploreConfig``): Langevin trajectories on the committee
+    from ``starts`` labelled structures, each stopped where the max force spread passes the committee's adaptive lower
+    trust level (``threshold`` and ``signal`` are set by the campaign, not by hand)."""
+
+    starts: int = pydantic.Field(4, ge=1, le=1000, description='labelled structures trajectories start from, per iteration')
 
     @pydantic.model_validator(mode='before')
     @classmethod
     def _unknown_keys(cls, values: t.Any) -> t.Any:
-        return _reject_unknown_keys(cls, values)
+        values = _reject_unknown_keys(cls, values)
+        if isinstance(values, dict):
+            fixed = sorted(set(values) & {'threshold', 'signal'})
+            if fixed:
+                raise ValueError(
+                    f'{", ".join(fixed)}: set by the campaign (the max force spread at the committee\'s adaptive lower '
+                    'trust level, active_learning.trust); remove it'
+                )
+        return values
+
+    def job_settings(self) -> dict[str, t.Any]:
+        """The ``mlqm.predict`` explore settings (without ``threshold``, which each iteration sets)."""
+        return self.model_dump(exclude={'starts', 'threshold', 'signal', 'seed'})
 
 
 def method_selection_available() -> bool:
@@ -208,7 +223,7 @@ class ActiveLearningConfig(_Section):
     validation_size: int = pydantic.Field(16, ge=2, description='fixed validation set, labelled once at the start')
     trust: TrustConfig = TrustConfig()
     explore: ExploreSection | None = pydantic.Field(
-        None, description='potentials: ML-MD from the labelled structures adds candidates (threshold set adaptively)'
+        None, description='potentials: ML-MD from labelled structures adds candidates each iteration (threshold adaptive)'
     )
     seed: int = 0
 
@@ -276,11 +291,6 @@ class CampaignConfig(_Section):
                 problems.append('objective is for target: property; remove it')
             if self.screening is not None:
                 problems.append('screening ranks molecules by their objective; it needs target: property')
-            if self.active_learning.explore is not None:
-                problems.append(
-                    'active_learning.explore: mlqm.campaign does not run ML-MD exploration yet (candidates are the '
-                    'normal-mode configurations); remove it, or explore with mlqm.predict (mode explore) by hand'
-                )
         else:
             if self.objective is None:
                 problems.append('target: property needs objective: homo_lumo_gap or energy')

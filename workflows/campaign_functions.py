@@ -4,6 +4,8 @@
   training, prediction), so that each links back to the config;
 - ``choose_initial_set``: a fixed validation set (seeded random draw: unbiased) and a diverse initial training set
   (farthest-point sampling on AEV descriptors) from the candidates;
+- ``exploration_parameters``: ML-MD settings of an iteration, the trajectory stop at the committee's adaptive lower
+  trust level;
 - ``select_next_batch``: query by committee on the model's error-tracking signal, inside adaptive trust levels, with
   a diversity term and the label budget; its output records every chosen structure with its scores and the rule;
 - ``with_objective``: a dataset plus the per-molecule property (e.g. the HOMO-LUMO gap) read from each row's result;
@@ -123,6 +125,50 @@ def choose_initial_set(parameters: orm.Dict, **candidates: orm.StructureData) ->
     )
 
 
+def held_out_trust_levels(committee, validation: DatasetData, values: dict):
+    """Adaptive trust levels of ``committee`` from its spread and true error on ``validation`` (held-out frames).
+
+    Potentials: max force spread against max force error (eV/Å). Properties: calibrated spread against the absolute
+    error of ``values['objective']``. ``values['trust']``: the options of ``models.selection.adaptive_trust_levels``.
+    """
+    from ..models.descriptors import committee_signals
+    from ..models.selection import adaptive_trust_levels, max_force_error
+
+    if values['target'] == 'potential':
+        held_out = _dataset_structures(validation)
+        if held_out.forces is None:
+            raise ValueError('the validation set of a potential campaign has no forces to measure the error on')
+        signals = committee_signals(committee, held_out)
+        spread = signals['max_force_spread']
+        error = max_force_error(signals['forces'], held_out.forces, held_out.offsets)
+    else:
+        held_out = _dataset_structures(validation, values.get('objective'))
+        prediction = committee.predict(held_out)
+        spread = prediction.calibrated_spread
+        error = np.abs(np.asarray(prediction.value, dtype=float) - np.asarray(held_out.target, dtype=float))
+    trust = values.get('trust') or {}
+    return adaptive_trust_levels(
+        spread, error, quantile=trust.get('quantile', 0.5), tolerance=trust.get('tolerance'),
+        miss_rate=trust.get('miss_rate', 0.1), upper_ratio=trust.get('upper_ratio', 3.0), maximum=trust.get('maximum'),
+    )  # fmt: skip
+
+
+@calcfunction
+def exploration_parameters(model, validation: DatasetData, parameters: orm.Dict) -> dict[str, orm.Dict]:
+    """``mlqm.predict`` explore-mode parameters for one iteration: Langevin ML-MD stopped where the committee's max
+    force spread passes the lower trust level of the current committee (from ``validation``, held-out frames), as
+    DP-GEN's trust levels do, instead of a hand-tuned threshold. ``parameters``: ``explore`` (``ExploreConfig``
+    settings without ``threshold``/``signal``), ``trust``, ``target`` (``potential``), ``seed``. Outputs:
+    ``parameters`` (for the job) and ``trust`` (the levels the threshold came from)."""
+    values = parameters.get_dict()
+    trust = held_out_trust_levels(model.load_model(), validation, values)
+    settings = {**values['explore'], 'threshold': trust.lower, 'signal': 'force_spread', 'seed': int(values['seed'])}
+    return {
+        'parameters': orm.Dict({'mode': 'explore', 'explore': settings}),
+        'trust': orm.Dict({**trust.as_dict(), 'unit': 'eV/Å'}),
+    }
+
+
 @calcfunction
 def select_next_batch(
     model,
@@ -144,7 +190,7 @@ def select_next_batch(
     ``target``, ``objective`` (properties).
     """
     from ..models.descriptors import aev_descriptors, committee_signals
-    from ..models.selection import TrustLevels, adaptive_trust_levels, max_force_error, select_batch
+    from ..models.selection import TrustLevels, select_batch
 
     values = parameters.get_dict()
     keys = sorted(candidates)
@@ -154,33 +200,19 @@ def select_next_batch(
         raise ValueError('selection needs the labelled validation set: the trust levels come from held-out frames')
     structures = _structures_of(candidates, keys)
     labelled = _dataset_structures(dataset)
-    held_out = _dataset_structures(validation, values.get('objective') if values['target'] == 'property' else None)
     species = sorted(set(structures.species) | set(labelled.species))
     committee = model.load_model()
     if values['target'] == 'potential':
         signal = 'max_force_spread'
         uncertainty = committee_signals(committee, structures)[signal]
-        if held_out.forces is None:
-            raise ValueError('the validation set of a potential campaign has no forces to measure the error on')
-        signals = committee_signals(committee, held_out)
-        reference = signals[signal]
-        reference_error = max_force_error(signals['forces'], held_out.forces, held_out.offsets)
         unit = 'eV/Å'
     else:
         signal = 'calibrated_spread'
         if predictions is None:
             raise ValueError('property selection needs the predictions of the candidates')
         uncertainty = np.asarray(predictions.get_array('property_spread'), dtype=float)
-        prediction = committee.predict(held_out)
-        reference = prediction.calibrated_spread
-        reference_error = np.abs(np.asarray(prediction.value, dtype=float) - np.asarray(held_out.target, dtype=float))
         unit = 'target units'
-    trust_values = values.get('trust') or {}
-    trust = adaptive_trust_levels(
-        reference, reference_error, quantile=trust_values.get('quantile', 0.5),
-        tolerance=trust_values.get('tolerance'), miss_rate=trust_values.get('miss_rate', 0.1),
-        upper_ratio=trust_values.get('upper_ratio', 3.0), maximum=trust_values.get('maximum'),
-    )  # fmt: skip
+    trust = held_out_trust_levels(committee, validation, values)
     if values['target'] == 'property':
         # the upper level guards against unphysical ML-MD geometries; a library molecule is never one, and the most
         # uncertain molecules are the most informative

@@ -114,7 +114,8 @@ def _predict(job: PredictJob, folder: pathlib.Path) -> dict[str, t.Any]:
         results.update(
             count=len(structures), candidates=outcome['candidate_info'], trajectories=outcome['trajectories']
         )
-        results['units'] = {'spread': 'eV', 'positions': 'Å'}
+        signal = job.explore.signal
+        results['units'] = {'spread': 'eV/Å' if signal == 'force_spread' else 'eV', 'positions': 'Å', 'signal': signal}
     results['seconds'] = time.perf_counter() - started
     (folder / job.results).write_text(json.dumps(results, indent=2, default=float))
     return {'mode': job.mode}

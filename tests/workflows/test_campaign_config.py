@@ -120,11 +120,21 @@ def test_config_round_trips_through_the_work_chain_input(name):
     assert parse_config(config_values(parse_config(demo))) == parse_config(demo)
 
 
-def test_exploration_is_refused_until_the_campaign_runs_it():
+def test_exploration_settings_leave_the_threshold_to_the_trust_levels():
     values = example('potential.yaml')
-    values['active_learning']['explore'] = {'temperature': 800}
-    with pytest.raises(CampaignConfigError, match='active_learning.explore: mlqm.campaign does not run ML-MD'):
+    values['active_learning']['explore'] = {'temperature': 800, 'starts': 2}
+    explore = parse_config(values).active_learning.explore
+    assert explore.job_settings()['temperature'] == 800 and 'threshold' not in explore.job_settings()
+    values['active_learning']['explore'] = {'temperature': 800, 'threshold': 0.1}
+    with pytest.raises(CampaignConfigError, match='threshold: set by the campaign'):
         parse_config(values)
+    values['active_learning']['explore'] = {'temprature': 800}
+    with pytest.raises(CampaignConfigError, match="did you mean 'temperature'"):
+        parse_config(values)
+    property_values = example('property.yaml')
+    property_values['active_learning']['explore'] = {'temperature': 800}
+    with pytest.raises(CampaignConfigError, match='are for target: potential'):
+        parse_config(property_values)
 
 
 def test_levels_carry_the_label_of_the_level_type():
