@@ -8,6 +8,7 @@ sanity by :mod:`.geometry`. The basis coverage check is :mod:`.basis`'s.
 from __future__ import annotations
 
 import dataclasses
+import typing as t
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .geometry import check_coordinates, count_fragments, perceive_identity
 from .molecule import Rejection, atomic_number, check_charge_multiplicity, resolve_charge_multiplicity
 from .smiles import smiles_charge_multiplicity, with_hydrogens
 
-__all__ = ('Prepared', 'check_basis', 'prepare_geometry', 'prepare_smiles')
+__all__ = ('Prepared', 'check_basis', 'prepare_geometry', 'prepare_smiles', 'record_symbols')
 
 # Where fragments can be allowed: the mlqm.build parameter, and `mlqm build`, the one command with the option.
 ALLOW_FRAGMENTS = (
@@ -43,6 +44,20 @@ def check_basis(symbols: list[str], basis: str) -> None:
     missing = missing_elements(basis, symbols)
     if missing:
         raise Rejection('unsupported_element', coverage_message(basis, missing) + ', or remove the entry')
+
+
+def record_symbols(record: t.Any) -> list[str] | None:
+    """The atoms (hydrogens included) of a library record, for a cost estimate before anything is built; ``None``
+    for a record the build will reject anyway (it says why)."""
+    if not isinstance(record, dict):
+        return None
+    if record.get('kind') == 'geometry':
+        return list(record.get('symbols') or []) or None
+    try:
+        _, mol_h = with_hydrogens(record.get('smiles'))
+    except Rejection:
+        return None
+    return [atom.GetSymbol() for atom in mol_h.GetAtoms()]
 
 
 def prepare_smiles(record: dict, *, basis: str, allow_fragments: bool) -> tuple[Prepared, object]:

@@ -31,11 +31,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .basis import BasisError, basis_functions_of_element, check_basis_name, coverage_message, missing_elements
 
-__all__ = ('CcSettings', 'LevelOfTheory', 'ParameterError', 'ScfSettings', 'canonical_label', 'check_basis')
+__all__ = (
+    'CcSettings',
+    'CostError',
+    'LevelOfTheory',
+    'ParameterError',
+    'ScfSettings',
+    'canonical_label',
+    'check_basis',
+)
 
 
 class ParameterError(ValueError):
     """A parameter that is unknown, of the wrong type or not allowed; the message names it and says the fix."""
+
+
+class CostError(ParameterError):
+    """Work estimated above a cost ceiling; the message names the structure or run, the estimate and the fix."""
 
 
 Method = t.Literal['hf', 'dft', 'mp2', 'ccsd', 'ccsd(t)']
@@ -215,6 +227,38 @@ class LevelOfTheory(BaseModel):
         if self.forces:
             seconds *= FORCES_FACTOR
         return max(seconds, 0.01)
+
+    def check_cost(
+        self,
+        molecules: t.Mapping[str, t.Sequence[str]],
+        *,
+        max_hours_per_structure: float,
+        max_hours_per_run: float,
+        options: tuple[str, str] = ('max_hours_per_structure', 'max_hours_per_run'),
+    ) -> float:
+        """Estimated core-seconds of ``{name: symbols}`` at this level; :class:`CostError` above either ceiling.
+
+        :param options: how the caller's user raises the two ceilings (CLI options or input names), for the message.
+        """
+        seconds = {name: self.estimate_seconds(symbols) for name, symbols in molecules.items()}
+        if not seconds:
+            return 0.0
+        worst = max(seconds, key=seconds.__getitem__)
+        cheaper = 'or choose a cheaper method or a smaller basis'
+        if seconds[worst] > max_hours_per_structure * 3600.0:
+            raise CostError(
+                f'{worst!r} ({len(molecules[worst])} atoms) is estimated at {seconds[worst] / 3600.0:.3g} core-hours '
+                f'at {self.label}, above the ceiling of {max_hours_per_structure:g} h per structure: remove it, raise '
+                f'the ceiling ({options[0]}), {cheaper}'
+            )
+        total = sum(seconds.values())
+        if total > max_hours_per_run * 3600.0:
+            raise CostError(
+                f'{len(seconds)} structures are estimated at {total / 3600.0:.3g} core-hours at {self.label}, above '
+                f'the ceiling of {max_hours_per_run:g} h per run: label fewer at once, raise the ceiling '
+                f'({options[1]}), {cheaper}'
+            )
+        return total
 
 
 def check_basis(basis: t.Any, elements: t.Iterable[str] = ()) -> str:

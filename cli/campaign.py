@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
 import time
 
@@ -17,16 +18,28 @@ def campaign():
     """Active-learning campaigns: build, label, learn, screen, from one config (see examples/campaigns/)."""
 
 
-def load_campaign_config(path: str):
-    """The validated config and the library records it names; ``click.UsageError`` naming every problem."""
+def load_campaign_config(path: str, max_hours: float | None = None):
+    """The validated config and the library records it names; ``click.UsageError`` naming every problem.
+
+    :param max_hours: ``--max-hours``: the per-structure cost ceiling (``submission.max_hours_per_structure``). Every
+        library molecule is checked against it at each level before anything is stored.
+    """
     from ..chemistry.readers import LibraryError
-    from ..workflows.campaign_config import CampaignConfigError, load_config
+    from ..workflows.campaign_config import CampaignConfigError, load_config, parse_config
+    from .reference import check_cost
 
     try:
         config = load_config(path)  # the levels are checked here (method, functional, basis)
+        if max_hours is not None:
+            values = config_values(config)
+            values.setdefault('submission', {})['max_hours_per_structure'] = max_hours
+            config = parse_config(values)
         records = config.library.read(pathlib.Path(path).resolve().parent)
     except (CampaignConfigError, LibraryError) as exception:
         raise click.UsageError(str(exception)) from exception
+    for level in (config.levels.cheap, config.levels.expensive):
+        if level is not None:  # a campaign labels part of the library, so only the per-structure ceiling applies here
+            check_cost(records, level.theory, config.submission.max_hours_per_structure, math.inf)
     return config, records
 
 
@@ -48,14 +61,22 @@ def campaign_builder(config, records, code, options: dict | None = None):
     return builder
 
 
+MAX_HOURS = click.option(
+    '--max-hours',
+    type=click.FloatRange(min=0, min_open=True),
+    help='Refuse a molecule estimated above this many core-hours at a level [default: reference protocol].',
+)
+
+
 @campaign.command('run')
 @click.argument('config_file', type=click.Path(exists=True, dir_okay=False))
 @click.option('--profile', 'profile_name', help='AiiDA profile (default: the embedded `mlqm` profile).')
-def cmd_run(config_file, profile_name):
+@MAX_HOURS
+def cmd_run(config_file, profile_name, max_hours):
     """Run the campaign of CONFIG_FILE in this process (embedded default: no broker needed) and print the result."""
     from .reference import load_code, make_console
 
-    config, records = load_campaign_config(config_file)
+    config, records = load_campaign_config(config_file, max_hours)
     code = load_code(profile_name)
     console = make_console()
     console.print(f'Campaign {config.name!r}: {config.target}, {len(records)} molecules, levels '
@@ -85,14 +106,15 @@ def run_or_submit(config, records, code, console, *, submit: bool = False) -> No
 @campaign.command('submit')
 @click.argument('config_file', type=click.Path(exists=True, dir_okay=False))
 @click.option('--profile', 'profile_name', required=True, help='A profile with a broker and a running daemon.')
-def cmd_submit(config_file, profile_name):
+@MAX_HOURS
+def cmd_submit(config_file, profile_name, max_hours):
     """Submit the campaign of CONFIG_FILE to the daemon and print its pk (follow it with `mlqm campaign status`)."""
     from aiida import load_profile
     from aiida.engine import submit
 
     from ..services.profiles import ensure_localhost_computer, ensure_python_code
 
-    config, records = load_campaign_config(config_file)
+    config, records = load_campaign_config(config_file, max_hours)
     profile = load_profile(profile_name, allow_switch=True)
     if profile.process_control_backend is None:
         raise click.UsageError(

@@ -14,6 +14,39 @@ import click
 from . import main
 
 
+def check_cost(records: list[dict], level, max_hours: float | None, max_run_hours: float | None) -> dict:
+    """Refuse a library whose estimate at ``level`` is above a ceiling, before anything is stored.
+
+    :returns: the ceilings, as the reference chain's ``max_hours`` inputs (which check them again on the structures).
+    :raises click.UsageError: naming the structure or the run, the estimate and the options that raise the ceilings.
+    """
+    from ..chemistry.entries import record_symbols
+    from ..chemistry.level import CostError
+    from ..workflows.protocol import default_inputs
+
+    defaults = default_inputs('reference')['max_hours']
+    ceilings = {
+        'per_structure': defaults['per_structure'] if max_hours is None else max_hours,
+        'per_run': defaults['per_run'] if max_run_hours is None else max_run_hours,
+    }
+    molecules = {}
+    for index, record in enumerate(records):
+        symbols = record_symbols(record)
+        if symbols:
+            name = str(record.get('id'))
+            molecules[name if name not in molecules else f'{name} (entry {index + 1})'] = symbols
+    try:
+        level.check_cost(
+            molecules,
+            max_hours_per_structure=ceilings['per_structure'],
+            max_hours_per_run=ceilings['per_run'],
+            options=('--max-hours', '--max-run-hours'),
+        )
+    except CostError as exception:
+        raise click.UsageError(str(exception)) from None
+    return ceilings
+
+
 def level_option(level: str, forces: bool):
     """The ``--level`` option as a validated :class:`~aiida_mlqm.chemistry.level.LevelOfTheory`.
 
@@ -91,6 +124,7 @@ def build_and_label(
     *,
     max_structures: int | None = None,
     submit: bool = False,
+    max_hours: dict | None = None,
 ):
     """Build ``records`` with ``mlqm.build`` (fast protocol), label them with ``mlqm.reference`` and print a table.
 
@@ -125,6 +159,8 @@ def build_and_label(
 
     console.print(f'Labelling {len(structures)} molecules at {level.label} with PySCF on {code.computer.label} ...')
     inputs = {'structures': structures, 'parameters': orm.Dict(level.as_parameters()), 'code': code}
+    if max_hours:
+        inputs['max_hours'] = {key: orm.Float(value) for key, value in max_hours.items()}
     if max_structures:
         inputs['batch'] = {'max_structures': orm.Int(max_structures)}
     if submit:
@@ -241,13 +277,17 @@ def _fmt(value, spec: str) -> str:
 @click.option('--forces/--no-forces', default=False, show_default=True, help='Also compute analytic forces.')
 @click.option('--batch-size', type=click.IntRange(min=1), help='Most molecules in one batch job (default 50).')
 @click.option('--export', type=click.Path(dir_okay=False, writable=True), help='Write the dataset to this extxyz file.')
+@click.option('--max-hours', type=click.FloatRange(min=0, min_open=True),
+              help='Refuse a molecule estimated above this many core-hours [default: reference protocol].')  # fmt: skip
+@click.option('--max-run-hours', type=click.FloatRange(min=0, min_open=True),
+              help='Refuse the run when its molecules are estimated above this many core-hours in all.')  # fmt: skip
 @click.option('--profile', 'profile_name', help='AiiDA profile to use (default: the embedded `mlqm` profile).')
 @click.option('--computer', help='Run the jobs there, with its mlqm-python code (default: localhost).')
 @click.option('--code', 'code_label', help='PySCF code to run the jobs with, e.g. mlqm-python@localhost-slurm.')
 @click.option('--submit', is_flag=True, help='Hand the chain to the daemon, print its pk and return (needs a broker).')
 def cmd_reference(
-    smiles_file, xyz_dir, extxyz, ase_db, g2_names, level, forces, batch_size, export, profile_name, computer,
-    code_label, submit,
+    smiles_file, xyz_dir, extxyz, ase_db, g2_names, level, forces, batch_size, export, max_hours, max_run_hours,
+    profile_name, computer, code_label, submit,
 ):
     """Build a molecule library and compute PySCF references for it at one level of theory."""
     from ..chemistry.readers import LibraryError, read_library
@@ -259,10 +299,13 @@ def cmd_reference(
         raise click.UsageError(str(exception)) from exception
     if submit and export:
         raise click.UsageError('--export needs the finished dataset: drop --submit, or export later from the pk')
+    ceilings = check_cost(records, level, max_hours, max_run_hours)  # before anything is stored
     console = make_console()
     code = load_code(profile_name, computer=computer, code=code_label)
     with interrupt_exit():
-        node = build_and_label(records, level, code, console, max_structures=batch_size, submit=submit)
+        node = build_and_label(
+            records, level, code, console, max_structures=batch_size, submit=submit, max_hours=ceilings
+        )
     if export:
         node.outputs.dataset.export_extxyz(export)
         console.print(f'wrote {len(node.outputs.dataset)} frames to {export}')

@@ -182,6 +182,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
                 'metadata': {'call_link_label': label},
             }
         )
+        if submission.max_hours():
+            inputs.max_hours = {key: orm.Float(value) for key, value in submission.max_hours().items()}
         node = self.submit(ReferenceWorkChain, **inputs)
         self.report(f'{label}: {len(keys)} structures at {level} in {node.process_label}<{node.pk}>')
         return node

@@ -260,6 +260,17 @@ class SubmissionConfig(_Section):
 
     max_jobs_in_flight: int = pydantic.Field(4, ge=1, description='reference/training jobs running at once')
     structures_per_job: int = pydantic.Field(10, ge=1, description='structures per batched reference job')
+    max_hours_per_structure: float | None = pydantic.Field(
+        None, gt=0, description="refuse a structure estimated above this (core-hours); None: the reference protocol's"
+    )
+    max_hours_per_run: float | None = pydantic.Field(
+        None, gt=0, description="refuse one labelling step estimated above this (core-hours); None: idem"
+    )
+
+    def max_hours(self) -> dict[str, float]:
+        """The ceilings given, as ``mlqm.reference``'s ``max_hours`` inputs (the others keep the chain's default)."""
+        given = {'per_structure': self.max_hours_per_structure, 'per_run': self.max_hours_per_run}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 class CampaignConfig(_Section):

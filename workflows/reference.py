@@ -23,7 +23,7 @@ from aiida.plugins import CalculationFactory, WorkflowFactory
 
 from ..calcjobs.batch import is_structure_key
 from ..calcjobs.molecule import structure_to_runner_entry
-from ..chemistry.level import LevelOfTheory, ParameterError
+from ..chemistry.level import CostError, LevelOfTheory, ParameterError
 from ..chemistry.molecule import Rejection
 from ..exit_codes import declare
 from .batching import plan_batches
@@ -53,12 +53,35 @@ def validate_inputs(inputs, _):
                 return f'structure {key!r}: the `{name}` attribute is {value!r} ({type(value).__name__}), not an integer'
     elements = {symbol for structure in structures.values() for symbol in structure.get_symbols_set()}
     try:
-        LevelOfTheory.parse(inputs['parameters'].get_dict(), elements)
+        level = LevelOfTheory.parse(inputs['parameters'].get_dict(), elements)
     except ParameterError as exception:
         return f'invalid `parameters`: {exception}'
+    problem = _cost_problem(inputs, level)
+    if problem:
+        return problem
     batch = inputs.get('batch', {})
     if 'max_structures' in batch and batch['max_structures'].value < 1:
         return '`batch.max_structures` must be at least 1'
+    return None
+
+
+def _cost_problem(inputs, level: LevelOfTheory) -> str | None:
+    """Why the structures cost more than the ``max_hours`` ceilings allow at ``level`` (estimated), or ``None``."""
+    ceilings = {
+        name: node.value if node is not None else ReferenceWorkChain.get_default_input(f'max_hours.{name}')
+        for name in ('per_structure', 'per_run')
+        for node in [inputs.get('max_hours', {}).get(name)]
+    }
+    structures = inputs['structures']
+    try:
+        level.check_cost(
+            {key: structure.get_ase().get_chemical_symbols() for key, structure in structures.items()},
+            max_hours_per_structure=ceilings['per_structure'],
+            max_hours_per_run=ceilings['per_run'],
+            options=('input max_hours.per_structure', 'input max_hours.per_run'),
+        )
+    except CostError as exception:
+        return str(exception)
     return None
 
 
@@ -129,6 +152,20 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
             default=lambda: orm.Float(cls.get_default_input('batch.target_seconds')),
             serializer=orm.to_aiida_type,
             help='Estimated run time to aim for per batch job; expensive structures get smaller batches.',
+        )
+        spec.input(
+            'max_hours.per_structure',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(cls.get_default_input('max_hours.per_structure')),
+            serializer=orm.to_aiida_type,
+            help='Refuse the chain when one structure is estimated above this many core-hours.',
+        )
+        spec.input(
+            'max_hours.per_run',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(cls.get_default_input('max_hours.per_run')),
+            serializer=orm.to_aiida_type,
+            help='Refuse the chain when all structures together are estimated above this many core-hours.',
         )
         spec.input(
             'retry_failed',
@@ -203,6 +240,7 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
             'max_structures': orm.Int(inputs['batch']['max_structures']),
             'target_seconds': orm.Float(inputs['batch']['target_seconds']),
         }
+        builder.max_hours = {key: orm.Float(value) for key, value in inputs['max_hours'].items()}
         builder.retry_failed = orm.Bool(inputs['retry_failed'])
         builder.max_restarts = orm.Int(inputs['max_restarts'])
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])

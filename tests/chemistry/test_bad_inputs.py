@@ -83,3 +83,42 @@ def test_reference_validator_catches_long_keys_and_string_charges(aiida_profile,
     wrong = make_structure('H2O', charge='1')
     message = validate_inputs({'structures': {'water': wrong}, 'parameters': parameters}, None)
     assert message and "the `charge` attribute is '1'" in message
+
+
+ALKANE = ['C'] * 166 + ['H'] * 334  # C166H334: 500 atoms, ~4e3 cc-pVDZ functions
+
+
+def test_cost_ceilings_per_structure_and_per_run():
+    from aiida_mlqm.chemistry.level import CostError
+
+    level = LevelOfTheory.from_label('ccsd(t)/cc-pvdz')
+    with pytest.raises(CostError) as excinfo:
+        level.check_cost({'alkane': ALKANE, 'water': ['O', 'H', 'H']}, max_hours_per_structure=48, max_hours_per_run=1e4)
+    message = str(excinfo.value)
+    assert "'alkane' (500 atoms) is estimated at 1.35e+08 core-hours at ccsd(t)/cc-pvdz" in message
+    assert 'above the ceiling of 48 h per structure' in message and 'raise the ceiling (max_hours_per_structure)' in message
+    waters = {f'w{index}': ['O', 'H', 'H'] for index in range(1000)}
+    seconds = level.check_cost(waters, max_hours_per_structure=1, max_hours_per_run=1)
+    assert 0 < seconds < 3600
+    with pytest.raises(CostError, match=r'1000 structures are estimated at .* above the ceiling of 0.01 h per run'):
+        level.check_cost(waters, max_hours_per_structure=1, max_hours_per_run=0.01, options=('--max-hours', '--mrh'))
+
+
+def test_reference_chain_refuses_a_run_above_its_cost_ceiling(aiida_profile, mlqm_code):
+    import numpy as np
+    from aiida import orm
+    from aiida.engine import run
+    from aiida_mlqm.workflows.reference import ReferenceWorkChain
+
+    alkane = orm.StructureData(cell=np.eye(3) * 100, pbc=(False, False, False))
+    for index, symbol in enumerate(ALKANE):
+        alkane.append_atom(symbols=symbol, position=(1.5 * (index % 10), 1.5 * (index // 10 % 10), 1.5 * (index // 100)))
+    alkane.base.attributes.set_many({'charge': 0, 'multiplicity': 1})
+    parameters = {'method': 'ccsd(t)', 'basis': 'cc-pvdz'}
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError, match='above the ceiling of 48 h per structure.*input max_hours.per_structure'):
+        run(ReferenceWorkChain, structures={'alkane': alkane}, parameters=orm.Dict(parameters), code=mlqm_code)
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+    assert ReferenceWorkChain.get_builder_from_protocol(mlqm_code, {}, overrides={'max_hours': {'per_run': 5.0}})[
+        'max_hours'
+    ]['per_run'].value == 5.0

@@ -42,3 +42,27 @@ def test_bad_level_and_unknown_campaign(tmp_path):
     assert result.returncode == 0, result.stderr
     result = mlqm(tmp_path, 'campaign', 'status', '999999')
     assert result.returncode == 2 and 'no unique node' in result.stderr
+
+
+def test_a_molecule_above_the_cost_ceiling_is_refused_before_anything_is_stored(tmp_path):
+    (tmp_path / 'library.smi').write_text('O water\n' + 'C' * 166 + ' alkane_c166\n')
+    values = yaml.safe_load((EXAMPLES / 'potential.yaml').read_text())
+    values['library'] = {'smiles': 'library.smi'}
+    values['levels']['expensive']['level'] = 'ccsd(t)/cc-pvdz'
+    config = tmp_path / 'campaign.yaml'
+    config.write_text(yaml.safe_dump(values))
+    result = mlqm(tmp_path, 'campaign', 'run', str(config), '--max-hours', '100')
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = ' '.join(result.stderr.replace('│', ' ').split())
+    assert "'alkane_c166' (500 atoms) is estimated at 1.35e+08 core-hours at ccsd(t)/cc-pvdz" in message, message
+    assert 'above the ceiling of 100 h per structure' in message and '(--max-hours)' in message
+    assert not (tmp_path / 'mlqm' / 'storage').exists()
+
+
+def test_the_ceilings_of_a_config_reach_the_reference_chains():
+    from aiida_mlqm.workflows.campaign_config import parse_config
+
+    values = yaml.safe_load((EXAMPLES / 'potential.yaml').read_text())
+    assert parse_config(values).submission.max_hours() == {}  # the reference protocol's defaults apply
+    values['submission'] = {'max_hours_per_structure': 200.0}
+    assert parse_config(values).submission.max_hours() == {'per_structure': 200.0}

@@ -50,3 +50,16 @@ def test_bad_level_or_library_fails_before_anything_is_stored(tmp_path):
     result = mlqm(tmp_path, 'reference', '--level', 'hf/sto-3g')
     assert result.returncode == 2
     assert 'no library given' in result.stderr
+
+
+def test_a_run_above_the_cost_ceiling_is_refused_before_anything_is_stored(tmp_path):
+    library = tmp_path / 'alkane.smi'
+    library.write_text('C' * 166 + ' alkane_c166\nO water\n')
+    result = mlqm(tmp_path, 'reference', '--smiles', str(library), '--level', 'ccsd(t)/cc-pvdz')
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = ' '.join(result.stderr.replace('│', ' ').split())
+    assert "'alkane_c166' (500 atoms) is estimated at 1.35e+08 core-hours" in message, message
+    assert '48 h per structure' in message and '(--max-hours)' in message
+    result = mlqm(tmp_path, 'reference', '--smiles', str(library), '--level', 'ccsd(t)/cc-pvdz', '--max-hours', '1e9')
+    assert result.returncode == 2 and 'h per run' in result.stderr and '--max-run-hours' in result.stderr
+    assert not (tmp_path / 'mlqm' / 'storage').exists()
