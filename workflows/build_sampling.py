@@ -24,6 +24,20 @@ class HessianError(RuntimeError):
     """No Hessian could be computed for a structure with the method asked for."""
 
 
+def _parsed_or_none(smiles: str | None):
+    """The molecule of ``smiles`` (:func:`..chemistry.smiles.parse_smiles`, the one SMILES parser), ``None`` if there
+    is none or it does not parse: bonds are then perceived from the geometry."""
+    from ..chemistry.molecule import Rejection
+    from ..chemistry.smiles import parse_smiles
+
+    if not smiles:
+        return None
+    try:
+        return parse_smiles(smiles)
+    except Rejection:
+        return None
+
+
 def forcefield_hessian(
     symbols: list[str], positions: np.ndarray, *, smiles: str | None, charge: int, step: float = 1e-3
 ):
@@ -37,7 +51,7 @@ def forcefield_hessian(
     from rdkit.Geometry import Point3D
 
     mol = None
-    parsed = Chem.MolFromSmiles(smiles) if smiles else None
+    parsed = _parsed_or_none(smiles)
     if parsed is not None:
         candidate = Chem.AddHs(parsed)
         if [a.GetSymbol() for a in candidate.GetAtoms()] == list(symbols):
