@@ -71,6 +71,10 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
         412,
         'The calculation ran out of memory with the largest memory setting allowed ({max_memory} MB).',
     ),
+    'ERROR_CASSCF_FAILED': (
+        413,
+        'The CASSCF of the multireference path failed for {count} molecule(s): {summary}',
+    ),
     'ERROR_PYSCF_EXCEPTION': (420, 'PySCF raised an exception: {message}'),
     'ERROR_ALL_STRUCTURES_FAILED': (430, 'No structure could be labelled: {summary}'),
     # 5xx: geometry

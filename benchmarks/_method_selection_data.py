@@ -10,8 +10,8 @@ twisted by 90 degrees, or all atoms displaced at random (0.1 Å). Textbook multi
 singlet CH2, Be2, ...) come with literature geometries.
 
 For every geometry the same process runs the features job (``calcjobs/runners/features_runner.py``) and the
-frozen-core CCSD(T) diagnostic job (``calcjobs/runners/pyscf_runner.py``, the runner the batch jobs use), each timed,
-at cc-pVDZ. Atom energies (CCSD(T), same settings) give %TAE[(T)]. Results are checkpointed to ``--out`` after every
+frozen-core CCSD(T) diagnostic job (``calcjobs/runners/pyscf_runner.py``, the runner the batch jobs use), each timed;
+the diagnostic at cc-pVDZ, the features at :data:`FEATURES_BASIS`. Atom energies (CCSD(T), same settings) give %TAE[(T)]. Results are checkpointed to ``--out`` after every
 geometry (write then rename), and a rerun continues where it stopped, so a partial file is a usable training set.
 Run it beside other work with ``OMP_NUM_THREADS=1 nice -n 10``.
 """
@@ -52,6 +52,14 @@ CCSD_T_PARAMETERS = {
     'scf': {'conv_tol': 1e-9, 'max_cycle': 150},
     'cc': {'conv_tol': 1e-7, 'conv_tol_normt': 1e-5, 'max_cycle': 150},
 }
+# The features job as a batch job with default FeatureJobParameters runs it. Its basis is smaller than the
+# diagnostic's: at 6-31G it costs a fraction of the CCSD(T)/cc-pVDZ run and the grouped-CV AUC did not drop
+# (``benchmarks/_method_selection_cost.py`` measures the cost side by side).
+FEATURES_BASIS = '6-31g'
+FEATURES_PARAMETERS = {
+    'method': 'features', 'basis': FEATURES_BASIS, 'features': dict(features_runner.DEFAULT_OPTIONS), 'scf': {},
+    'max_memory': 3000,
+}  # fmt: skip
 ATOM_MULTIPLICITIES = {'H': 2, 'Be': 1, 'B': 2, 'C': 3, 'N': 4, 'O': 3, 'F': 2, 'S': 3, 'Cl': 2}
 # Textbook multireference (and reference single-reference) cases: name, symbols, positions (Å), multiplicity.
 TEXTBOOK = [
@@ -202,8 +210,25 @@ def ccsd_t(symbols, positions, charge, multiplicity) -> dict:
 def features(symbols, positions, charge, multiplicity) -> dict:
     """Features of one geometry through the runner's features mode (exactly what a batch job runs)."""
     entry = {'symbols': list(symbols), 'positions': np.asarray(positions).tolist(), 'charge': charge, 'multiplicity': multiplicity}
-    parameters = {'method': 'features', 'basis': BASIS, 'features': {}, 'scf': {}, 'max_memory': 3000}
-    return pyscf_runner.run_structure('mol', entry, parameters, None, False, None)
+    return pyscf_runner.run_structure('mol', entry, dict(FEATURES_PARAMETERS), None, False, None)
+
+
+def refeaturize(path: pathlib.Path, data: dict) -> None:
+    """Compute the features of every record whose features are missing, failed or used other settings."""
+    stale = [r for r in data['records'] if r['features_status'] != 'ok' or r.get('features_parameters') != FEATURES_PARAMETERS]
+    for number, record in enumerate(stale, 1):
+        start = time.perf_counter()
+        result = features(record['symbols'], record['positions'], record['charge'], record['multiplicity'])
+        record.update({
+            'features_status': result['status'],
+            'features': result.get('features'),
+            'features_error': result.get('error', {}).get('message'),
+            'features_seconds': time.perf_counter() - start,
+            'features_timings': result.get('timings'),
+            'features_parameters': FEATURES_PARAMETERS,
+        })  # fmt: skip
+        write(path, data)
+        print(f'features [{number}/{len(stale)}] {record["key"]}: {result["status"]} {record["features_seconds"]:.1f} s', flush=True)
 
 
 def atom_energies(elements: set[str]) -> dict:
@@ -235,17 +260,32 @@ def main(argv=None) -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--shard', default='0/1', help='k/n: this process takes every n-th molecule from k')
     parser.add_argument('--reverse', action='store_true', help='work from the end of the list (a second process)')
+    parser.add_argument(
+        '--labels-only', action='store_true',
+        help='run only the CCSD(T) diagnostics of new geometries; their features are computed by a later run without it',
+    )  # fmt: skip
+    parser.add_argument('--features', default=None, help='JSON merged over FEATURES_PARAMETERS (cost/accuracy trials)')
+    parser.add_argument('--features-only', action='store_true', help='compute the missing/stale features, then stop')
     args = parser.parse_args(argv)
+    if args.features:
+        override = json.loads(args.features)
+        FEATURES_PARAMETERS.update({**override, 'features': {**FEATURES_PARAMETERS['features'], **override.get('features', {})}})
     pyscf_runner.apply_numpy2_compatibility()
     from pyscf import lib
 
     lib.num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     data = json.loads(args.out.read_text()) if args.out.exists() else {'basis': BASIS, 'atoms': {}, 'records': []}
-    # a features failure is retried on a rerun (the runner may have been fixed); a CCSD(T) failure is a result
-    data['records'] = [record for record in data['records'] if record['features_status'] == 'ok']
+    # a CCSD(T) result is kept; features that failed, are missing (--labels-only) or were computed with other
+    # settings than FEATURES_PARAMETERS are computed again on a run without --labels-only
     done = {record['key'] for record in data['records']}
     data['atoms'].update(atom_energies(set(ATOM_MULTIPLICITIES) - set(data['atoms'])))
     write(args.out, data)
+    if not args.labels_only:
+        data['features_basis'] = FEATURES_PARAMETERS['basis']
+        data['features_parameters'] = {'basis': FEATURES_PARAMETERS['basis'], 'features': FEATURES_PARAMETERS['features']}
+        refeaturize(args.out, data)
+    if args.features_only:
+        return 0
 
     rng = random.Random(args.seed)
     jobs = [(name, 'textbook', None, symbols, positions, multiplicity) for name, symbols, positions, multiplicity in TEXTBOOK]
@@ -280,7 +320,10 @@ def main(argv=None) -> int:
             if key in done:
                 continue
             start = time.perf_counter()
-            feature_result = features(symbols_, positions_, charge, multiplicity_)
+            if args.labels_only:
+                feature_result = {'status': 'pending'}
+            else:
+                feature_result = features(symbols_, positions_, charge, multiplicity_)
             feature_seconds = time.perf_counter() - start
             start = time.perf_counter()
             cc_result = ccsd_t(symbols_, positions_, charge, multiplicity_)
@@ -301,6 +344,7 @@ def main(argv=None) -> int:
                 'features_error': feature_result.get('error', {}).get('message'),
                 'features_seconds': feature_seconds,
                 'features_timings': feature_result.get('timings'),
+                'features_parameters': None if args.labels_only else FEATURES_PARAMETERS,
                 'ccsd_t': {k: v for k, v in cc_result.items() if k not in ('traceback',)},
                 'ccsd_t_seconds': cc_seconds,
             }

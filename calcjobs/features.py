@@ -32,10 +32,12 @@ class FeatureOptions(BaseModel):
     fod_xc: t.Literal['tpss', 'pbe', 'b3lyp', 'pbe0'] = 'pbe'
     fod_temperature: float = Field(5000.0, ge=100.0, le=50000.0, description='K')
     fod_grid_level: int = Field(0, ge=0, le=9)
-    excited_states: int = Field(2, ge=1, le=20)
+    excited_states: int = Field(1, ge=1, le=20)
     second_order_singles: bool = True
     stability_cycles: int = Field(3, ge=0, le=10)
     fractional_threshold: float = Field(0.02, ge=1e-4, le=0.5)
+    density_fit: bool = Field(False, description='density-fitted SCF steps (slower than exact integrals below ~40 AOs)')
+    tdhf: bool = Field(False, description='also the lowest TDHF (RPA) root; the CIS roots are always computed')
 
 
 class FeatureScf(BaseModel):
@@ -53,7 +55,7 @@ class FeatureJobParameters(BaseModel):
 
     model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
 
-    basis: str = 'cc-pvdz'
+    basis: str = Field('6-31g', description="the classifier's feature basis (the shipped one: 6-31G)")
     features: FeatureOptions = FeatureOptions()
     scf: FeatureScf = FeatureScf()
     max_memory: int = Field(4000, ge=100, description='MB')
@@ -138,3 +140,95 @@ class FeaturesBatchCalculation(PyscfBatchCalculation):
         with folder.open(self.FILENAME_FEATURES_RUNNER, 'w', encoding='utf-8') as handle:
             handle.write(module.read_text(encoding='utf-8'))
         return calcinfo
+
+
+class CasscfOptions(BaseModel):
+    """How the multireference path chooses its active space and runs CASSCF (``features_runner.run_casscf``)."""
+
+    model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+
+    window_low: float = Field(0.02, ge=1e-4, le=1.0, description='UHF natural occupations above this are active')
+    window_high: float = Field(1.98, ge=1.0, le=2.0 - 1e-4, description='... and below this')
+    min_orbitals: int = Field(2, ge=1, le=18)
+    max_orbitals: int = Field(12, ge=1, le=18)
+    max_cycle: int = Field(50, ge=1, le=500, description='CASSCF macro iterations')
+    conv_tol: float = Field(1e-7, ge=1e-12, le=1e-3, description='Hartree')
+
+
+class CasscfJobParameters(BaseModel):
+    """``parameters`` of ``mlqm.casscf.batch``: basis, active-space and CASSCF options, SCF settings, memory."""
+
+    model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+
+    basis: str = 'cc-pvdz'
+    casscf: CasscfOptions = CasscfOptions()
+    scf: FeatureScf = FeatureScf()
+    max_memory: int = Field(4000, ge=100, description='MB')
+
+    charge: t.ClassVar[None] = None
+    multiplicity: t.ClassVar[None] = None
+
+    def as_parameters(self) -> dict[str, t.Any]:
+        data = self.model_dump()
+        return {**data, 'method': 'casscf', 'charge': None, 'multiplicity': None, 'reference': 'auto'}
+
+    def check_molecule(self, multiplicity: int) -> str:
+        return 'restricted' if multiplicity == 1 else 'restricted-open'
+
+    @property
+    def label(self) -> str:
+        return f"casscf/{self.basis.lower()}"
+
+
+def validate_casscf_parameters(parameters: t.Any, elements: t.Iterable[str] = ()) -> CasscfJobParameters:
+    """Return the validated CASSCF job parameters or raise ``ParameterError`` naming the key and the fix."""
+    if not isinstance(parameters, dict):
+        raise ParameterError(f'parameters must be a dictionary, got {type(parameters).__name__}')
+    try:
+        validated = CasscfJobParameters.model_validate(parameters)
+    except ValidationError as exception:
+        problems = '; '.join(
+            f'`{".".join(str(p) for p in error["loc"])}`: {error["msg"]}' for error in exception.errors()
+        )
+        raise ParameterError(
+            f'invalid CASSCF parameters: {problems} (allowed keys: basis, casscf, scf, max_memory)'
+        ) from None
+    check_basis(validated.basis, elements)
+    try:
+        features_runner.check_casscf_options(validated.casscf.model_dump())
+    except ValueError as exception:
+        raise ParameterError(str(exception)) from None
+    return validated
+
+
+def _validate_casscf_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
+    if ctx is not None and any(port not in ctx for port in ('structures', 'parameters')):
+        return None
+    structures, parameters = inputs.get('structures'), inputs.get('parameters')
+    if not structures or parameters is None:
+        return None if parameters is None else 'the `structures` namespace is empty: give at least one structure'
+    elements = set().union(*(structure_elements(structure) for structure in structures.values()))
+    try:
+        validated = validate_casscf_parameters(parameters.get_dict(), elements)
+        _entries(structures, _molecular_states(inputs), validated)
+    except (ParameterError, Rejection) as exception:
+        return f'invalid inputs: {exception}'
+    return None
+
+
+class CasscfBatchCalculation(FeaturesBatchCalculation):
+    """The multireference path of method selection: CASSCF on an automatically chosen active space (UHF natural
+    orbitals inside an occupation window) for many molecules in one job; each structure isolated."""
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec):  # type: ignore[override]
+        super().define(spec)
+        spec.inputs['parameters'].help = (
+            'CASSCF job parameters: basis, casscf (window_low, window_high, min_orbitals, max_orbitals, max_cycle, '
+            'conv_tol), scf, max_memory (aiida_mlqm.calcjobs.features.CasscfJobParameters).'
+        )
+        spec.inputs.validator = _validate_casscf_inputs
+
+    @classmethod
+    def get_level(cls, parameters: dict[str, t.Any]) -> CasscfJobParameters:  # type: ignore[override]
+        return validate_casscf_parameters(parameters)

@@ -71,7 +71,12 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
     from ..workflows.method_selection_training import import_default
 
     classifier = orm.load_node(classifier_id) if classifier_id else import_default()
-    basis = classifier.base.attributes.get('hyperparameters', {}).get('feature_basis', 'cc-pvdz')
+    hyperparameters = classifier.base.attributes.get('hyperparameters', {})
+    basis = hyperparameters.get('feature_basis', 'cc-pvdz')
+    # the features job as the classifier was trained on it (basis and options)
+    features_parameters = {'basis': basis}
+    if hyperparameters.get('features_parameters', {}).get('features'):
+        features_parameters['features'] = hyperparameters['features_parameters']['features']
     log(f'Building {len(records)} molecules with mlqm.build ...')
     # Geometries are routed as given: a stretched bond may look like two fragments, and two geometries of one
     # molecule (same InChIKey) are two routing questions, so neither is rejected here.
@@ -94,7 +99,7 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
         code=code,
         classifier=classifier,
         routing=orm.Dict(rule),
-        features_parameters=orm.Dict({'basis': basis}),
+        features_parameters=orm.Dict(features_parameters),
         batch_size=orm.Int(batch_size),
     )
     elapsed = time.perf_counter() - start

@@ -131,7 +131,7 @@ def training_rows(data: t.Mapping[str, t.Any], criteria: MultireferenceCriteria 
     criteria = criteria or MultireferenceCriteria()
     rows: dict[str, t.Any] = {
         'feature_names': list(FEATURE_NAMES), 'features': [], 'labels': [], 'groups': [], 'families': [], 'keys': [],
-        'diagnostics': [], 'basis': data.get('basis', 'cc-pvdz'), 'criteria': criteria.model_dump(), 'skipped': {},
+        'diagnostics': [], 'basis': data.get('features_basis', data.get('basis', 'cc-pvdz')), 'criteria': criteria.model_dump(), 'skipped': {},
     }  # fmt: skip
     for record in data['records']:
         status = record['ccsd_t'].get('status')
@@ -146,6 +146,14 @@ def training_rows(data: t.Mapping[str, t.Any], criteria: MultireferenceCriteria 
         rows['families'].append(record['family'])
         rows['keys'].append(record['key'])
         rows['diagnostics'].append(diagnostics)
+    # how the features were computed (basis and options): the classifier asks its features jobs for the same
+    rows['features_parameters'] = data.get('features_parameters') or {'basis': rows['basis']}
+    # a feature the job was told not to compute (e.g. ``tdhf: false``) is missing in every row: leave its column out,
+    # so that the classifier's feature names are the ones its features job gives
+    present = [any(row[i] is not None for row in rows['features']) for i in range(len(FEATURE_NAMES))]
+    if rows['features'] and not all(present):
+        rows['feature_names'] = [name for name, keep in zip(FEATURE_NAMES, present) if keep]
+        rows['features'] = [[value for value, keep in zip(row, present) if keep] for row in rows['features']]
     return rows
 
 
@@ -396,9 +404,10 @@ class RoutingRule(BaseModel):
     """How P(MR) becomes a route. Unknown keys fail.
 
     A molecule with ``P(MR) >= mr_threshold`` (default: the classifier's operating threshold, the highest one that kept
-    the MR recall target in grouped cross-validation) takes the multireference path: ``casscf`` (CASSCF with an active
-    space chosen from the MP2 natural-orbital occupations of its features job), ``flag`` (kept, marked) or
-    ``exclude``. Every other molecule gets the cheapest level whose expected error meets ``target_accuracy_kcal_mol``.
+    the MR recall target in grouped cross-validation) takes the multireference path: ``casscf`` (the decision records
+    an active space estimated from the MP2 natural-orbital occupations of its features job; with ``run_casscf`` the
+    workchain also runs CASSCF on an active space chosen from UHF natural-orbital occupations inside
+    ``active_space_window``), ``flag`` (kept, marked) or ``exclude``. Every other molecule gets the cheapest level whose expected error meets ``target_accuracy_kcal_mol``.
     """
 
     model_config = ConfigDict(extra='forbid', frozen=True)
@@ -412,6 +421,24 @@ class RoutingRule(BaseModel):
     )
     max_active_orbitals: int = Field(12, ge=2, le=18)
     min_active_orbitals: int = Field(2, ge=2, le=18)
+    run_casscf: bool = Field(
+        False,
+        description='run CASSCF (mlqm.casscf.batch) for the molecules routed to casscf; otherwise the decision only '
+        'records the estimated active space',
+    )
+    casscf_basis: str = Field('cc-pvdz', description='basis of those CASSCF runs')
+    casscf_options: dict[str, t.Any] = Field(
+        default_factory=dict,
+        description='CasscfOptions of the CASSCF job (window_low/high on UHF natural occupations, min/max_orbitals, '
+        'max_cycle, conv_tol); the window and the orbital bounds default to this rule\'s',
+    )
+
+    def casscf_parameters(self) -> dict[str, t.Any]:
+        """``parameters`` of the CASSCF job: this rule's window and orbital bounds unless ``casscf_options`` says."""
+        low, high = self.active_space_window
+        options = {'window_low': float(low), 'window_high': float(high),
+                   'min_orbitals': self.min_active_orbitals, 'max_orbitals': self.max_active_orbitals}  # fmt: skip
+        return {'basis': self.casscf_basis, 'casscf': {**options, **self.casscf_options}}
 
     def threshold(self, classifier_metrics: t.Mapping[str, t.Any]) -> float:
         if self.mr_threshold is not None:

@@ -29,11 +29,12 @@ from ..units import BOHR_TO_ANGSTROM, ENERGY_UNIT, FORCES_UNIT, HARTREE_TO_EV
 
 ENERGY_KEYS = (
     'scf_energy', 'mp2_correlation_energy', 'ccsd_correlation_energy', 'ccsd_t_correction', 'total_energy',
-    'homo', 'lumo', 'homo_lumo_gap',
+    'homo', 'lumo', 'homo_lumo_gap', 'uhf_energy', 'casscf_energy',
 )  # fmt: skip
 PLAIN_KEYS = (
     'status', 'method', 'basis', 'xc', 'reference', 'charge', 'multiplicity', 'nelectron', 'nao', 'frozen_orbitals',
     'scf_converged', 'scf_cycles', 's2', 'ccsd_converged', 't1_diagnostic', 'd1_diagnostic', 'error',
+    'casscf_converged', 'casscf_start', 'active_space', 'active_occupations', 'leading_configuration_weight',
 )  # fmt: skip
 FEATURES_UNITS = 'Hartree (energies, gaps, excitation energies, stability eigenvalues); others dimensionless'
 # Runner status -> exit code label of mlqm.pyscf ('missing': the job ended before the structure's turn).

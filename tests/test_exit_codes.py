@@ -16,6 +16,7 @@ PARSER_MODULES = {
     'mlqm.pyscf': ['parsers/pyscf.py'],
     'mlqm.pyscf.batch': ['parsers/pyscf.py', 'parsers/batch.py'],
     'mlqm.features.batch': ['parsers/pyscf.py', 'parsers/batch.py'],
+    'mlqm.casscf.batch': ['parsers/pyscf.py', 'parsers/batch.py'],
     'mlqm.train': ['parsers/train.py'],
     'mlqm.predict': ['parsers/predict.py'],
 }

@@ -28,6 +28,7 @@ from .protocol import ProtocolMixin
 
 FeaturesBatchCalculation = CalculationFactory('mlqm.features.batch')
 PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
+CasscfBatchCalculation = CalculationFactory('mlqm.casscf.batch')
 ModelData = DataFactory('mlqm.model')
 
 ATOM_MULTIPLICITIES = {'H': 2, 'He': 1, 'Li': 2, 'Be': 1, 'B': 2, 'C': 3, 'N': 4, 'O': 3, 'F': 2, 'Ne': 1,
@@ -62,9 +63,16 @@ def validate_inputs(inputs, _):
     except ParameterError as exception:
         return f'invalid `features_parameters`: {exception}'
     try:
-        _rule(inputs['routing'])
+        rule = _rule(inputs['routing'])
     except ValidationError as exception:
         return f'invalid `routing`: {exception}'
+    if rule.run_casscf:
+        from ..calcjobs.features import validate_casscf_parameters
+
+        try:
+            validate_casscf_parameters(rule.casscf_parameters(), elements)
+        except ParameterError as exception:
+            return f'invalid `routing` CASSCF settings (casscf_basis, casscf_options): {exception}'
     classifier = inputs['classifier']
     if classifier.kind != 'classifier' or 'operating_threshold' not in classifier.metrics:
         return '`classifier` must be a method-selection classifier (ModelData of kind classifier with an operating_threshold)'
@@ -147,6 +155,7 @@ def train_from_training_set(rows: dict, settings: dict):
         log=None,
     )
     classifier.hyperparameters['feature_basis'] = rows.get('basis', 'cc-pvdz')
+    classifier.hyperparameters['features_parameters'] = rows.get('features_parameters') or {'basis': rows.get('basis')}
     with tempfile.TemporaryDirectory(prefix='mlqm-classifier-') as folder:
         classifier.save(folder)
         return ModelData.from_directory(folder)
@@ -236,6 +245,10 @@ class MethodSelectionWorkChain(ProtocolMixin, WorkChain):
                 cls.retrain,
                 cls.route,
             ),
+            if_(cls.should_run_casscf)(
+                cls.run_casscf,
+                cls.inspect_casscf,
+            ),
             cls.finalize,
         )
         spec.output_namespace('decisions', valid_type=orm.Dict, dynamic=True, help='Routing decision per molecule.')
@@ -244,10 +257,14 @@ class MethodSelectionWorkChain(ProtocolMixin, WorkChain):
         spec.output('classifier', valid_type=ModelData, required=False, help='The classifier after calibration.')
         spec.output_namespace('diagnostics', valid_type=orm.Dict, dynamic=True, required=False,
                               help='CCSD(T) diagnostics and MR label of the molecules calibration computed.')  # fmt: skip
+        spec.output_namespace('casscf', valid_type=orm.Dict, dynamic=True, required=False,
+                              help='CASSCF result (energy, active space, occupations) of each molecule routed to '
+                              'casscf, with routing.run_casscf.')  # fmt: skip
         declare(
             spec,
             'ERROR_ALL_STRUCTURES_FAILED',
             'WARNING_SOME_STRUCTURES_FAILED',
+            'ERROR_CASSCF_FAILED',
             ERROR_ALL_STRUCTURES_FAILED='The features job failed for every molecule: {summary}',
             WARNING_SOME_STRUCTURES_FAILED='{failed} of {total} molecules have no features.',
         )
@@ -448,6 +465,42 @@ class MethodSelectionWorkChain(ProtocolMixin, WorkChain):
             f'policy MR recall {metrics.get("policy_mr_recall", float("nan")):.3f}'
         )
 
+    # -- the multireference path ----------------------------------------------------------------------------------
+
+    def _casscf_keys(self) -> list[str]:
+        return sorted(
+            key for key, pk in self.ctx.decisions.items()
+            if orm.load_node(pk)['route'] == 'multireference' and orm.load_node(pk)['action'] == 'casscf'
+        )  # fmt: skip
+
+    def should_run_casscf(self):
+        return _rule(self.inputs.routing).run_casscf and bool(self._casscf_keys())
+
+    def run_casscf(self):
+        keys = self._casscf_keys()
+        inputs = {
+            'code': self.inputs.code,
+            'parameters': orm.Dict(_rule(self.inputs.routing).casscf_parameters()),
+            'structures': {key: self.inputs.structures[key] for key in keys},
+            'metadata': {'options': self._options(), 'call_link_label': 'casscf'},
+        }
+        node = self.submit(CasscfBatchCalculation, **inputs)
+        self.report(f'CASSCF for the {len(keys)} molecules routed multireference in {node.process_label}<{node.pk}>')
+        return ToContext(casscf_job=node)
+
+    def inspect_casscf(self):
+        node = self.ctx.casscf_job
+        outputs = node.outputs.parameters if 'parameters' in node.outputs else {}
+        failures = node.outputs.failures.get_dict() if 'failures' in node.outputs else {}
+        self.ctx.casscf = {}
+        self.ctx.casscf_failed = {}
+        for key in self._casscf_keys():
+            if key in outputs:
+                self.ctx.casscf[key] = outputs[key].pk
+            else:
+                failure = failures.get(key, {'status': 'job_failed', 'message': node.exit_message or 'no result'})
+                self.ctx.casscf_failed[key] = failure.get('message', failure.get('status'))
+
     def finalize(self):
         decisions = {key: orm.load_node(pk) for key, pk in self.ctx.decisions.items()}
         for key, node in decisions.items():
@@ -457,8 +510,15 @@ class MethodSelectionWorkChain(ProtocolMixin, WorkChain):
         self.out('summary', collect_decisions(**decisions, metadata={'call_link_label': 'collect_decisions'}))
         if self.ctx.classifier != self.inputs.classifier.pk:
             self.out('classifier', orm.load_node(self.ctx.classifier))
+        for key, pk in self.ctx.get('casscf', {}).items():
+            self.out(f'casscf.{key}', orm.load_node(pk))
         if self.ctx.failed:
             self.out('failed', _failed_dict(orm.Dict(self.ctx.failed)))
+        if self.ctx.get('casscf_failed'):
+            failed = self.ctx.casscf_failed
+            summary = '; '.join(f'{key}: {message}' for key, message in sorted(failed.items())[:5])
+            return self.exit_codes.ERROR_CASSCF_FAILED.format(count=len(failed), summary=summary)
+        if self.ctx.failed:
             return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(
                 failed=len(self.ctx.failed), total=len(self.inputs.structures)
             )

@@ -48,10 +48,11 @@ PARAMETER_KEYS = {
     'scf',
     'cc',
     'features',
+    'casscf',
 }
 SCF_KEYS = {'conv_tol', 'conv_tol_grad', 'max_cycle', 'level_shift', 'damp', 'diis_space', 'second_order', 'init_guess'}
 CC_KEYS = {'conv_tol', 'conv_tol_normt', 'max_cycle', 'diis_space'}
-METHODS = {'hf', 'dft', 'mp2', 'ccsd', 'ccsd(t)', 'features'}
+METHODS = {'hf', 'dft', 'mp2', 'ccsd', 'ccsd(t)', 'features', 'casscf'}
 REFERENCES = {'auto', 'restricted', 'unrestricted', 'restricted-open'}
 INIT_GUESSES = {'minao', 'atom', 'huckel', 'hcore', '1e'}
 NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]{0,79}')
@@ -117,6 +118,10 @@ def check_input(data: dict) -> None:
         _features_module().check_options(parameters.get('features', {}))
     elif 'features' in parameters:
         raise ValueError('parameters.features is only allowed with method features')
+    if parameters.get('method') == 'casscf':
+        _features_module().check_casscf_options(parameters.get('casscf', {}))
+    elif 'casscf' in parameters:
+        raise ValueError('parameters.casscf is only allowed with method casscf')
     if parameters.get('scf', {}).get('init_guess', 'minao') not in INIT_GUESSES:
         raise ValueError('scf.init_guess not allowed')
     checkpoint = data.get('checkpoint')
@@ -323,7 +328,7 @@ def run_structure(key, entry, parameters, restart_from, write_checkpoint, deadli
         if deadline is not None and time.time() > deadline:
             raise Walltime(f'soft walltime reached before stage {next_stage}')
 
-    if parameters['method'] == 'features':
+    if parameters['method'] in ('features', 'casscf'):
         return run_features_structure(entry, parameters, result, result['timings'], check_time, start_total)
     try:
         compute_structure(key, entry, parameters, result, check_time, restart_from, write_checkpoint, deadline)
@@ -350,7 +355,8 @@ def _features_module():
 
 
 def run_features_structure(entry, parameters, result, timings, check_time, start_total):
-    """The ``features`` method: multireference features of one molecule on its given geometry."""
+    """The ``features`` method (multireference features of one molecule on its given geometry) and the ``casscf``
+    method (the multireference path: CASSCF on an active space chosen from UHF natural orbitals)."""
     features_runner = _features_module()
     stage = ['setup']
 
@@ -363,6 +369,11 @@ def run_features_structure(entry, parameters, result, timings, check_time, start
         mol.verbose = 0
         result['nelectron'], result['nao'] = int(mol.nelectron), int(mol.nao_nr())
         result['reference'] = 'RHF' if mol.spin == 0 else 'ROHF/UHF'
+        if parameters['method'] == 'casscf':
+            features_runner.run_casscf(
+                mol, parameters.get('casscf', {}), parameters.get('scf', {}), result, timings, checked
+            )
+            return result
         features_runner.run_features(
             mol,
             entry['symbols'],
@@ -380,7 +391,8 @@ def run_features_structure(entry, parameters, result, timings, check_time, start
         result['status'] = 'out_of_memory'
         result['error'] = {'type': 'MemoryError', 'message': str(exception) or 'out of memory', 'stage': stage[0]}
     except Exception as exception:  # noqa: BLE001 -- one structure's failure must not stop the others
-        result['status'] = 'scf_not_converged' if 'did not converge' in str(exception) else 'error'
+        message = str(exception)
+        result['status'] = 'scf_not_converged' if 'SCF did not converge' in message else 'error'
         result['error'] = {
             'type': type(exception).__name__,
             'message': str(exception),

@@ -98,3 +98,59 @@ def test_failure_of_one_structure_is_recorded_not_raised():
     result = pyscf_runner.run_structure('m', entry, {**PARAMETERS, 'features': {'excited_states': 0}}, None, False, None)
     assert result['status'] == 'error' and 'excited_states' in result['error']['message']
     assert np.isfinite(result['timings']['total'])
+
+
+def test_density_fitting_keeps_the_features_and_tdhf_is_optional():
+    positions = [[0, 0, 0], [0.9572, 0, 0], [-0.24, 0.9266, 0]]
+    exact = features_of(['O', 'H', 'H'], positions, tdhf=True)['features']
+    fitted = features_of(['O', 'H', 'H'], positions, density_fit=True)['features']
+    # density fitting moves total energies by ~1e-5 Hartree; the features the classifier reads move far less than
+    # the spread between molecules
+    assert fitted['e_restricted'] == pytest.approx(exact['e_restricted'], abs=1e-4)
+    for name in ('mp2_t2_max', 'd1_second_order', 'cis_triplet_lowest', 'stability_rhf_to_uhf', 'n_fod'):
+        assert fitted[name] == pytest.approx(exact[name], rel=2e-3, abs=1e-4), name
+    assert fitted['tdhf_singlet_lowest'] is None and exact['tdhf_singlet_lowest'] > 0
+    with pytest.raises(ValueError, match='density_fit'):
+        features_runner.check_options({'density_fit': 'yes'})
+    with pytest.raises(ParameterError, match='tdhf'):
+        validate_feature_parameters({'features': {'tdhf': 1}})
+
+
+def casscf_of(symbols, positions, multiplicity=1, **options):
+    pyscf_runner.apply_numpy2_compatibility()
+    entry = {'symbols': symbols, 'positions': positions, 'charge': 0, 'multiplicity': multiplicity}
+    parameters = {'method': 'casscf', 'basis': 'sto-3g', 'casscf': options, 'scf': {}}
+    return pyscf_runner.run_structure('m', entry, parameters, None, False, None)
+
+
+def test_casscf_takes_the_fractionally_occupied_uhf_natural_orbitals_as_its_active_space():
+    from pyscf import fci, gto, scf
+
+    far = casscf_of(['H', 'H'], [[0, 0, 0], [2.5, 0, 0]])
+    assert far['status'] == 'ok', far.get('error')
+    assert far['active_space']['electrons'] == 2 and far['active_space']['orbitals'] == 2
+    assert 0.3 < far['active_space']['uno_occupations'][1] < 1.0  # broken-symmetry UHF: both orbitals fractional
+    mol = gto.M(atom='H 0 0 0; H 2.5 0 0', basis='sto-3g', verbose=0)
+    exact = fci.FCI(scf.RHF(mol).run()).kernel()[0]  # CAS(2,2) in a minimal basis is the full CI
+    assert far['casscf_energy'] == pytest.approx(exact, abs=1e-6)
+    assert 0.4 < far['leading_configuration_weight'] < 0.7 and far['casscf_converged']
+    # twisted ethylene: the pi/pi* pair of a diradical, CAS(2,2) with both natural occupations near 1
+    twisted = casscf_of(['C', 'C', 'H', 'H', 'H', 'H'], [[0, 0, 0], [1.40, 0, 0], [-0.55, 0.93, 0], [-0.55, -0.93, 0],
+                                                         [1.95, 0, 0.93], [1.95, 0, -0.93]])  # fmt: skip
+    assert twisted['status'] == 'ok' and twisted['active_space']['orbitals'] == 2
+    assert twisted['active_occupations'] == pytest.approx([1.0, 1.0], abs=0.05)
+    assert twisted['casscf_energy'] < twisted['scf_energy'] - 0.1
+
+
+def test_casscf_failure_and_bad_options_are_named():
+    stuck = casscf_of(['C', 'C', 'H', 'H', 'H', 'H'], [[0, 0, 0], [1.40, 0, 0], [-0.55, 0.93, 0], [-0.55, -0.93, 0],
+                                                       [1.95, 0, 0.93], [1.95, 0, -0.93]], max_cycle=1, conv_tol=1e-12)  # fmt: skip
+    assert stuck['status'] == 'error' and 'did not converge in 1 macro iterations' in stuck['error']['message']
+    with pytest.raises(ValueError, match='window_lo'):
+        features_runner.check_casscf_options({'window_lo': 0.1})
+    with pytest.raises(ValueError, match='min_orbitals'):
+        features_runner.check_casscf_options({'min_orbitals': 8, 'max_orbitals': 4})
+    from aiida_mlqm.calcjobs.features import validate_casscf_parameters
+
+    with pytest.raises(ParameterError, match='max_cycle'):
+        validate_casscf_parameters({'casscf': {'max_cycle': 0}})

@@ -16,6 +16,7 @@ from aiida_mlqm.models.method_selection import (
     route,
     threshold_for_recall,
     train_mr_classifier,
+    training_rows,
 )
 
 
@@ -98,3 +99,20 @@ def test_grouped_training_reports_cv_family_and_bootstrap_and_routes():
         RoutingRule(multireference_action='ignore')
     with pytest.raises(ValidationError):
         RoutingRule(target_accuracy=1.0)
+
+
+def test_training_rows_leave_out_a_feature_the_job_did_not_compute_and_name_the_features_job():
+    base = {name: 0.1 for name in FEATURE_NAMES}
+    records = [
+        {'key': f'm{i}|eq', 'molecule': f'm{i}', 'family': 'CHNO', 'symbols': ['H', 'H'], 'features_status': 'ok',
+         'features': {**base, 'tdhf_singlet_lowest': None, 'd1_second_order': 0.01 * i},
+         'ccsd_t': {'status': 'ok', 't1_diagnostic': 0.005 * i, 'd1_diagnostic': 0.01}}
+        for i in range(6)
+    ]  # fmt: skip
+    parameters = {'basis': '6-31g', 'features': {'tdhf': False}}
+    rows = training_rows({'basis': 'cc-pvdz', 'features_basis': '6-31g', 'features_parameters': parameters,
+                          'records': records})  # fmt: skip
+    assert 'tdhf_singlet_lowest' not in rows['feature_names'] and len(rows['features'][0]) == len(FEATURE_NAMES) - 1
+    assert rows['features'][3][rows['feature_names'].index('d1_second_order')] == pytest.approx(0.03)
+    assert rows['labels'] == [0, 0, 0, 0, 0, 1] and rows['basis'] == '6-31g'
+    assert rows['features_parameters'] == parameters

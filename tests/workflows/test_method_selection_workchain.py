@@ -94,3 +94,32 @@ def test_calibration_runs_ccsd_t_for_uncertain_molecules_and_retrains(mlqm_code,
     assert len(retrained.creator.outputs.training_set['labels']) == len(training_set['labels']) + 1
     cc_jobs = [c for c in node.called if c.process_type == 'aiida.calculations:mlqm.pyscf.batch']
     assert len(cc_jobs) == 1 and key in cc_jobs[0].inputs.structures
+
+
+TWISTED_ETHYLENE = [('C', (0, 0, 0)), ('C', (1.40, 0, 0)), ('H', (-0.55, 0.93, 0)), ('H', (-0.55, -0.93, 0)),
+                    ('H', (1.95, 0, 0.93)), ('H', (1.95, 0, -0.93))]  # fmt: skip
+
+
+def test_multireference_molecules_get_casscf_and_a_failed_casscf_has_its_exit_code(mlqm_code, classifier):
+    """Stretched H2 converges (CAS(2,2) in a minimal basis needs no orbital step); twisted ethylene, allowed one
+    macro iteration, does not: its CASSCF fails, the chain ends with ERROR_CASSCF_FAILED, and the H2 result is kept."""
+    results, node = run_get_node(
+        MethodSelectionWorkChain,
+        structures={'h2_far': molecule(H2_FAR), 'twisted': molecule(TWISTED_ETHYLENE), 'h2': molecule(H2_NEAR)},
+        code=mlqm_code,
+        classifier=classifier,
+        features_parameters=orm.Dict({'basis': 'sto-3g', 'features': {'excited_states': 1}}),
+        routing=orm.Dict({'mr_threshold': 0.5, 'run_casscf': True, 'casscf_basis': 'sto-3g',
+                          'casscf_options': {'max_cycle': 1, 'conv_tol': 1e-12}}),  # fmt: skip
+    )
+    decisions = results['decisions']
+    assert decisions['h2_far']['route'] == decisions['twisted']['route'] == 'multireference'
+    assert decisions['h2']['route'] == 'single_reference'
+    assert node.exit_status == node.process_class.exit_codes.ERROR_CASSCF_FAILED.status
+    assert 'twisted' in node.exit_message and 'did not converge' in node.exit_message
+    casscf = results['casscf']
+    assert set(casscf) == {'h2_far'}
+    assert casscf['h2_far']['active_space']['orbitals'] == 2 and casscf['h2_far']['casscf_energy_units'] == 'eV'
+    assert casscf['h2_far']['casscf_energy'] < casscf['h2_far']['scf_energy']
+    job = casscf['h2_far'].creator
+    assert job.process_type == 'aiida.calculations:mlqm.casscf.batch' and set(job.inputs.structures) == {'h2_far', 'twisted'}
