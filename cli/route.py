@@ -67,16 +67,13 @@ def cmd_route(smiles_file, xyz_dir, extxyz, ase_db, g2_names, classifier_id, rou
     from aiida.engine import run_get_node
 
     from ..workflows.build import BuildWorkChain
-    from ..workflows.method_selection import MethodSelectionWorkChain, decisions_table
+    from ..workflows.method_selection import MethodSelectionWorkChain, classifier_features_parameters, decisions_table
     from ..workflows.method_selection_training import import_default
 
     classifier = orm.load_node(classifier_id) if classifier_id else import_default()
-    hyperparameters = classifier.base.attributes.get('hyperparameters', {})
-    basis = hyperparameters.get('feature_basis', 'cc-pvdz')
     # the features job as the classifier was trained on it (basis and options)
-    features_parameters = {'basis': basis}
-    if hyperparameters.get('features_parameters', {}).get('features'):
-        features_parameters['features'] = hyperparameters['features_parameters']['features']
+    features_parameters = classifier_features_parameters(classifier)
+    basis = features_parameters.get('basis', 'cc-pvdz')
     log(f'Building {len(records)} molecules with mlqm.build ...')
     # Geometries are routed as given: a stretched bond may look like two fragments, and two geometries of one
     # molecule (same InChIKey) are two routing questions, so neither is rejected here.

@@ -20,7 +20,7 @@ import math
 import typing as t
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, while_
+from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 from aiida.plugins import CalculationFactory, DataFactory
 
 from ..exit_codes import declare
@@ -39,6 +39,19 @@ DIAGNOSTIC_PARAMETERS = {
     'frozen_core': True,
     'diagnostics': True,
 }
+
+
+def classifier_features_parameters(classifier) -> dict:
+    """The features-job parameters a classifier was trained with (basis and options), for its features jobs."""
+    hyperparameters = classifier.base.attributes.get('hyperparameters', {})
+    trained = hyperparameters.get('features_parameters') or {}
+    parameters = {}
+    basis = trained.get('basis') or hyperparameters.get('feature_basis')
+    if basis:
+        parameters['basis'] = basis
+    if trained.get('features'):
+        parameters['features'] = dict(trained['features'])
+    return parameters
 
 
 def _rule(node: orm.Dict):
@@ -291,7 +304,12 @@ class MethodSelectionWorkChain(ProtocolMixin, WorkChain):
         builder.code = code
         builder.structures = dict(structures)
         builder.classifier = classifier if classifier is not None else import_default()
-        builder.features_parameters = orm.Dict(inputs['features_parameters'])
+        # the features job as the classifier was trained on it, under what the protocol or the caller changes
+        given = dict(inputs['features_parameters'])
+        trained = classifier_features_parameters(builder.classifier)
+        if 'features' in trained and 'features' in given:
+            given['features'] = {**trained['features'], **given['features']}
+        builder.features_parameters = orm.Dict({**trained, **given})
         builder.routing = orm.Dict(inputs['routing'])
         builder.batch_size = orm.Int(inputs['batch_size'])
         calibration = inputs['calibration']
