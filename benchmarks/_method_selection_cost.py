@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     from pyscf import lib
 
     lib.num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
+    lib.param.TMPDIR = tempfile.gettempdir()  # PySCF's scratch files (CCSD integrals) default to the working directory
     data = json.loads(args.records.read_text())
     good = [r for r in data['records'] if r['ccsd_t'].get('status') == 'ok']
     good.sort(key=lambda r: r['key'])

@@ -24,6 +24,7 @@ import os
 import pathlib
 import random
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -274,6 +275,7 @@ def main(argv=None) -> int:
     from pyscf import lib
 
     lib.num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
+    lib.param.TMPDIR = tempfile.gettempdir()  # PySCF's scratch files (CCSD integrals) default to the working directory
     data = json.loads(args.out.read_text()) if args.out.exists() else {'basis': BASIS, 'atoms': {}, 'records': []}
     # a CCSD(T) result is kept; features that failed, are missing (--labels-only) or were computed with other
     # settings than FEATURES_PARAMETERS are computed again on a run without --labels-only
