@@ -227,6 +227,7 @@ def refeaturize(path: pathlib.Path, data: dict) -> None:
             'features_seconds': time.perf_counter() - start,
             'features_timings': result.get('timings'),
             'features_parameters': FEATURES_PARAMETERS,
+            'features_timed_with_ccsd_t': False,  # the CCSD(T) seconds were measured in another run
         })  # fmt: skip
         write(path, data)
         print(f'features [{number}/{len(stale)}] {record["key"]}: {result["status"]} {record["features_seconds"]:.1f} s', flush=True)
@@ -347,6 +348,8 @@ def main(argv=None) -> int:
                 'features_seconds': feature_seconds,
                 'features_timings': feature_result.get('timings'),
                 'features_parameters': None if args.labels_only else FEATURES_PARAMETERS,
+                # both jobs timed one after the other in this process: their ratio is the features job's cost ratio
+                'features_timed_with_ccsd_t': not args.labels_only,
                 'ccsd_t': {k: v for k, v in cc_result.items() if k not in ('traceback',)},
                 'ccsd_t_seconds': cc_seconds,
             }

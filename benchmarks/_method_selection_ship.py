@@ -16,6 +16,11 @@ import sys
 import tempfile
 
 
+def _same_features(used: dict, expected: dict) -> bool:
+    """Whether a record's features job (its full parameters) ran with the file's features basis and options."""
+    return used.get('basis') == expected.get('basis') and used.get('features') == expected.get('features')
+
+
 def merge_records(paths: list[pathlib.Path]) -> dict:
     merged = {'basis': None, 'atoms': {}, 'records': []}
     seen = set()
@@ -24,6 +29,21 @@ def merge_records(paths: list[pathlib.Path]) -> dict:
         merged['basis'] = merged['basis'] or data['basis']
         if data['basis'] != merged['basis']:
             raise SystemExit(f'{path}: basis {data["basis"]} differs from {merged["basis"]}')
+        # the features job's basis and options: every file must have computed its features the same way
+        for key in ('features_basis', 'features_parameters'):
+            if key in data:
+                merged.setdefault(key, data[key])
+                if data[key] != merged[key]:
+                    raise SystemExit(f'{path}: {key} {data[key]} differs from {merged[key]}: recompute the features')
+        expected = {**(data.get('features_parameters') or {}), 'method': 'features'}
+        stale = [
+            r['key'] for r in data['records']
+            if r['features_status'] == 'pending'
+            or (r.get('features_parameters') is not None and not _same_features(r['features_parameters'], expected))
+        ]  # fmt: skip
+        if stale:
+            raise SystemExit(f'{path}: {len(stale)} records have other or no features (e.g. {stale[0]}): run the data '
+                             'generator on the file without --labels-only first')
         merged['atoms'].update(data['atoms'])
         for record in data['records']:
             if record['key'] not in seen:

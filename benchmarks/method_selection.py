@@ -11,7 +11,8 @@ figures belong to the classifier users get:
   threshold: single reference; above the confident threshold: MR; in between: run CCSD(T)), against running
   CCSD(T) diagnostics for every molecule; ``policy_mr_recall`` is the recall of that policy;
 - ``features_cost_ratio``: summed wall time of the frozen-core CCSD(T)/cc-pVDZ diagnostic runs over that of the
-  features jobs, both measured in the same process on the same geometries by the data generator.
+  features jobs (at the classifier's feature basis), both measured one after the other in the same process on the
+  same geometries by the data generator (geometries whose features were recomputed later are left out).
 
 ``--quick`` skips the bootstrap and uses three folds.
 """
@@ -52,12 +53,15 @@ def run(quick: bool = False) -> dict:
     cv = classifier.metrics['cross_validation']
     family = classifier.metrics.get('held_out_family', {})
     good = [r for r in records['records'] if r['features_status'] == 'ok' and r['ccsd_t'].get('status') == 'ok']
-    features_seconds = float(sum(r['features_seconds'] for r in good))
-    cc_seconds = float(sum(r['ccsd_t_seconds'] for r in good))
+    # the cost ratio only from geometries whose two jobs ran one after the other in the same process (the machine's
+    # load then weighs on both alike); features recomputed in a later run are left out of it
+    timed = [r for r in good if r.get('features_timed_with_ccsd_t')] or good
+    features_seconds = float(sum(r['features_seconds'] for r in timed))
+    cc_seconds = float(sum(r['ccsd_t_seconds'] for r in timed))
     sizes = sorted({r['features']['basis_functions'] for r in good})
     table = []
-    for low, high in ((0, 40), (40, 60), (60, 1000)):
-        chosen = [r for r in good if low <= r['features']['basis_functions'] < high]
+    for low, high in ((0, 20), (20, 30), (30, 1000)):
+        chosen = [r for r in timed if low <= r['features']['basis_functions'] < high]
         if chosen:
             table.append({
                 'basis functions': f'{low}-{high if high < 1000 else ""}',
@@ -76,7 +80,8 @@ def run(quick: bool = False) -> dict:
         'mr_precision': {'value': cv['mr_precision'], 'unit': ''},
         'cc_runs_saved_ratio': {'value': cv['cc_runs_saved_ratio'], 'unit': 'x', 'target': '>= 3'},
         'policy_mr_recall': {'value': cv['policy_mr_recall'], 'unit': ''},
-        'features_cost_ratio': {'value': cc_seconds / features_seconds, 'unit': 'x', 'target': '>= 3'},
+        'features_cost_ratio': {'value': cc_seconds / features_seconds, 'unit': f'x ({len(timed)} geometries)',
+                                'target': '>= 3'},
     }
     if not quick:
         figures['roc_auc_ci_low'] = {'value': cv['roc_auc_ci95'][0], 'unit': ''}
