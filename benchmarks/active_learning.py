@@ -60,7 +60,7 @@ def _first_reaching(curve: list[tuple[int, float]], target: float) -> int | None
 # -- potential ------------------------------------------------------------------------------------------------------
 
 
-def potential_curves(quick: bool, log=print) -> dict:
+def potential_curves(quick: bool, seed: int = 0, log=print) -> dict:
     from aiida_mlqm.models.descriptors import aev_descriptors, committee_signals
     from aiida_mlqm.models.selection import (
         adaptive_trust_levels,
@@ -85,7 +85,7 @@ def potential_curves(quick: bool, log=print) -> dict:
     descriptors = aev_descriptors(candidates, species=SPECIES)
     initial, batch = (12, 12) if quick else (16, 16)
     steps = 6 if quick else 9
-    hyper = _hyper(quick, seed=5)
+    hyper = _hyper(quick, seed=5 + seed)
 
     def evaluate(chosen):
         committee = train_committee(candidates.subset(chosen), hyper, log=None)
@@ -98,18 +98,18 @@ def potential_curves(quick: bool, log=print) -> dict:
     for strategy in ('random', 'active'):
         started = time.perf_counter()
         if strategy == 'random':
-            chosen = list(select_random(len(candidates), initial, seed=11).indices)
+            chosen = list(select_random(len(candidates), initial, seed=11 + seed).indices)
         else:
-            chosen = list(farthest_point_sampling(descriptors, initial, seed=11))
+            chosen = list(farthest_point_sampling(descriptors, initial, seed=11 + seed))
         curve = []
         for step in range(steps + 1):
             committee, energy_mae, force_mae = evaluate(chosen)
             curve.append((len(chosen), energy_mae, force_mae))
-            log(f'  potential {strategy:6s} {len(chosen):4d} labels: energy MAE {energy_mae:.4f} eV, force MAE {force_mae:.4f} eV/Å')
+            log(f'  potential seed {seed} {strategy:6s} {len(chosen):4d} labels: energy MAE {energy_mae:.4f} eV, force MAE {force_mae:.4f} eV/Å')
             if step == steps:
                 break
             if strategy == 'random':
-                new = select_random(len(candidates), batch, seed=100 + step, exclude=chosen).indices
+                new = select_random(len(candidates), batch, seed=100 + step + 1000 * seed, exclude=chosen).indices
             else:
                 # the trust window from held-out frames (spread against true force error), as the campaign's selection
                 # does with its validation set; never from the frames the committee was trained on
@@ -121,14 +121,14 @@ def potential_curves(quick: bool, log=print) -> dict:
                 spread = committee_signals(committee, candidates.subset(rest))['max_force_spread']
                 selection = select_batch(
                     spread, descriptors[rest], batch, labelled_descriptors=descriptors[chosen], trust=trust,
-                    diversity=0.5, seed=step,
+                    diversity=0.5, seed=step + 1000 * seed,
                 )  # fmt: skip
                 new = rest[selection.indices]
                 trust_log.append({'labels': len(chosen), 'lower': trust.lower, 'upper': trust.upper, **selection.counts})
                 if len(new) < batch:  # the window holds too few: the rest of the batch by spread alone, recorded
                     extra = select_batch(
                         spread, descriptors[rest], batch, labelled_descriptors=descriptors[chosen], diversity=0.5,
-                        seed=step,
+                        seed=step + 1000 * seed,
                     ).indices  # fmt: skip
                     new = np.concatenate([new, [rest[i] for i in extra if rest[i] not in set(new)]])[:batch]
             chosen += [int(i) for i in new]
@@ -140,7 +140,7 @@ def potential_curves(quick: bool, log=print) -> dict:
 # -- multi-fidelity -------------------------------------------------------------------------------------------------
 
 
-def delta_curves(quick: bool, log=print) -> dict:
+def delta_curves(quick: bool, seed: int = 0, log=print) -> dict:
     from aiida_mlqm.models.descriptors import aev_descriptors
     from aiida_mlqm.models.selection import farthest_point_sampling, select_batch, select_random
     from aiida_mlqm.models.training import train_committee
@@ -155,31 +155,32 @@ def delta_curves(quick: bool, log=print) -> dict:
     candidates = everything.subset(candidates_index)
     descriptors = aev_descriptors(candidates, species=SPECIES)
     initial, batch, budget = 4, 4, 40 if quick else 60
-    hyper = _hyper(quick, seed=7, hidden=[16], calibration_fraction=0.0, validation_fraction=0.15)
+    hyper = _hyper(quick, seed=7 + seed, hidden=[16], calibration_fraction=0.0, validation_fraction=0.15)
     target = 1.0 / EV_TO_KCAL_PER_MOL
 
     curves = {}
     for strategy in ('random', 'active'):
         chosen = list(
-            select_random(len(candidates), initial, seed=3).indices
+            select_random(len(candidates), initial, seed=3 + seed).indices
             if strategy == 'random'
-            else farthest_point_sampling(descriptors, initial, seed=3)
+            else farthest_point_sampling(descriptors, initial, seed=3 + seed)
         )
         curve = []
         while True:
             committee = train_committee(candidates.subset(chosen), hyper, log=None)
             error = float(np.abs(committee.predict(validation).value - validation.energy).mean())
             curve.append((len(chosen), error * EV_TO_KCAL_PER_MOL))
-            log(f'  Δ {strategy:6s} {len(chosen):3d} CCSD(T) labels: HF + Δ MAE {error * EV_TO_KCAL_PER_MOL:.3f} kcal/mol')
+            log(f'  Δ seed {seed} {strategy:6s} {len(chosen):3d} CCSD(T) labels: HF + Δ MAE {error * EV_TO_KCAL_PER_MOL:.3f} kcal/mol')
             if len(chosen) >= budget or error <= target:
                 break
             if strategy == 'random':
-                new = select_random(len(candidates), batch, seed=200 + len(chosen), exclude=chosen).indices
+                new = select_random(len(candidates), batch, seed=200 + len(chosen) + 1000 * seed, exclude=chosen).indices
             else:
                 rest = np.setdiff1d(np.arange(len(candidates)), chosen)
                 spread = committee.predict(candidates.subset(rest)).spread
                 selection = select_batch(
-                    spread, descriptors[rest], batch, labelled_descriptors=descriptors[chosen], diversity=0.5
+                    spread, descriptors[rest], batch, labelled_descriptors=descriptors[chosen], diversity=0.5,
+                    seed=len(chosen) + 1000 * seed,
                 )
                 new = rest[selection.indices]
             chosen += [int(i) for i in new]
@@ -243,43 +244,61 @@ def screening(quick: bool, log=print) -> dict:
     }
 
 
+def _seeds() -> list[int]:
+    """Seeds of the potential and Δ curves: ``MLQM_AL_SEEDS=0,1,2`` (default ``0``). Each seed draws its own initial
+    set, random batches, committee initialisation and tie breaks; pools and test frames stay the same."""
+    value = os.environ.get('MLQM_AL_SEEDS', '0')
+    try:
+        return [int(part) for part in value.split(',') if part.strip()]
+    except ValueError:
+        raise SystemExit(f'MLQM_AL_SEEDS={value!r}: give comma-separated integers, e.g. 0,1,2') from None
+
+
 def run(quick: bool) -> dict:
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     table, figures = [], {}
+    seeds = _seeds()
 
-    potential = potential_curves(quick)
-    random_curve = potential['curves']['random']
-    active_curve = potential['curves']['active']
-    target = random_curve[-1][2]
-    labels_random = _first_reaching([(n, f) for n, _, f in random_curve], target)
-    labels_active = _first_reaching([(n, f) for n, _, f in active_curve], target)
-    for (n, e_r, f_r), (_, e_a, f_a) in zip(random_curve, active_curve):
-        table.append({'curve': 'potential', 'labels': n, 'random E MAE eV': e_r, 'AL E MAE eV': e_a,
-                      'random F MAE eV/Å': f_r, 'AL F MAE eV/Å': f_a})  # fmt: skip
-    ratio = labels_random / labels_active if labels_active else labels_random / (active_curve[-1][0] + 1)
+    # labels each strategy needs to reach the force MAE random selection reaches with the whole budget, per seed
+    needed_random, needed_active, trust_logs = [], [], []
+    for seed in seeds:
+        potential = potential_curves(quick, seed)
+        random_curve = potential['curves']['random']
+        active_curve = potential['curves']['active']
+        target = random_curve[-1][2]
+        labels_random = _first_reaching([(n, f) for n, _, f in random_curve], target)
+        labels_active = _first_reaching([(n, f) for n, _, f in active_curve], target)
+        needed_random.append(labels_random)
+        # not reached within the budget: one batch beyond it, a bound in random's favour
+        needed_active.append(labels_active or active_curve[-1][0] + (active_curve[-1][0] - active_curve[-2][0]))
+        trust_logs.append((seed, potential['trust']))
+        for (n, e_r, f_r), (_, e_a, f_a) in zip(random_curve, active_curve):
+            table.append({'curve': f'potential seed {seed}', 'labels': n, 'random E MAE eV': e_r, 'AL E MAE eV': e_a,
+                          'random F MAE eV/Å': f_r, 'AL F MAE eV/Å': f_a})  # fmt: skip
+    ratio = float(np.mean(needed_random) / np.mean(needed_active))
     figures['labels_ratio_random_vs_al'] = {
         'value': ratio,
-        'unit': f'labels to validation force MAE {target:.4f} eV/Å: random {labels_random}, AL '
-        f'{labels_active if labels_active else "not reached"} (pool {potential["pool"]}, validation {potential["validation"]})',
+        'unit': f'mean labels to the validation force MAE random reaches with its whole budget, over seeds {seeds}: '
+        f'random {needed_random}, AL {needed_active} (pool {potential["pool"]}, test frames {potential["validation"]})',
         'target': '>= 2',
     }
 
-    delta = delta_curves(quick)
-    random_cc = _first_reaching(delta['curves']['random'], 1.0)
-    active_cc = _first_reaching(delta['curves']['active'], 1.0)
-    for strategy, curve in delta['curves'].items():
-        for n, error in curve:
-            table.append({'curve': f'Δ CCSD(T) {strategy}', 'labels': n, 'HF+Δ MAE kcal/mol': error})
-    if random_cc and active_cc:
-        cc_ratio = random_cc / active_cc
-    elif active_cc:  # random never reached it within the budget: the ratio is at least this
-        cc_ratio = delta['curves']['random'][-1][0] / active_cc
-    else:
-        cc_ratio = 0.0
+    cc_random, cc_active = [], []
+    for seed in seeds:
+        delta = delta_curves(quick, seed)
+        for strategy, curve in delta['curves'].items():
+            for n, error in curve:
+                table.append({'curve': f'Δ CCSD(T) {strategy} seed {seed}', 'labels': n, 'HF+Δ MAE kcal/mol': error})
+        for strategy, needed in (('random', cc_random), ('active', cc_active)):
+            curve = delta['curves'][strategy]
+            reached = _first_reaching(curve, 1.0)
+            # not reached within the budget: one batch beyond it (a bound: the true number is larger)
+            needed.append(reached or curve[-1][0] + 4)
+    cc_ratio = float(np.mean(cc_random) / np.mean(cc_active))
     figures['cc_labels_ratio_random_vs_al'] = {
         'value': cc_ratio,
-        'unit': f'CCSD(T) labels to 1 kcal/mol (HF + Δ): random {random_cc or "not reached"}, AL '
-        f'{active_cc or "not reached"}',
+        'unit': f'mean CCSD(T) labels to 1 kcal/mol (HF + Δ) over seeds {seeds}: random {cc_random}, AL {cc_active} '
+        '(a value one batch above the budget means not reached)',
         'target': '>= 2',
     }
 
@@ -288,7 +307,7 @@ def run(quick: bool) -> dict:
         'value': screen['hit_rate'] / screen['random_hit_rate'] if screen['random_hit_rate'] else 0.0,
         'unit': f'hit rate of the top {screen["top_k"]} by LCB ({screen["hit_rate"]:.3f}) / random ({screen["random_hit_rate"]:.3f}); '
         f'hits: gap <= {screen["threshold_ev"]:.2f} eV (10 %) of {screen["library"]} G2 molecules, {screen["labels"]} labels',
-        'target': None,
+        'target': '> 1',
     }
     figures['screening_hits_per_qm_vs_random'] = {
         'value': screen['hits_per_calculation'] / screen['library_hit_rate'],
@@ -296,7 +315,8 @@ def run(quick: bool) -> dict:
         f'{screen["library_hit_rate"]:.3f}',
         'target': None,
     }
-    for record in potential['trust']:
-        print(f'  trust window at {record["labels"]} labels: [{record["lower"]:.3f}, {record["upper"]:.3f}] eV/Å; '
-              f'accurate {record["accurate"]}, candidates {record["candidate"]}, beyond {record["failed"]}')  # fmt: skip
+    for seed, records in trust_logs:
+        for record in records:
+            print(f'  seed {seed}: trust window at {record["labels"]} labels: [{record["lower"]:.3f}, {record["upper"]:.3f}] '
+                  f'eV/Å; accurate {record["accurate"]}, candidates {record["candidate"]}, beyond {record["failed"]}')  # fmt: skip
     return {'_table': table, **figures}

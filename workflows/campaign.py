@@ -32,6 +32,7 @@ from .campaign_functions import (
     campaign_report,
     choose_initial_set,
     exploration_parameters,
+    select_expensive,
     merge_labelled,
     rank_library,
     screening_summary,
@@ -119,6 +120,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
                 cls.merge,
                 cls.train,
                 cls.inspect_train,
+                if_(cls.should_train_delta)(cls.train_delta, cls.inspect_train_delta),
             ),
             if_(cls.should_screen)(cls.screen_predict, cls.screen_verify, cls.screen_summarise),
             cls.make_report,
@@ -129,6 +131,10 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         spec.output(
             'expensive_dataset', valid_type=DatasetData, required=False, help='Labels at the expensive level.'
         )
+        spec.output(
+            'delta_model', valid_type=orm.Data, required=False,
+            help='Δ model (kind delta): cheap QM + a correction learned from `expensive_dataset` paired with `dataset`.',
+        )  # fmt: skip
         spec.output('screening', valid_type=orm.Dict, required=False, help='Verified top k: predicted vs computed.')
         spec.output('report', valid_type=orm.Dict, help='Per iteration: labels, validation error, uncertainty; stop.')
         declare(
@@ -316,8 +322,10 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             )
             for h in self.ctx.history
         ]
+        # the cheap budget ends the loop; the expensive one only ends expensive labelling (label_expensive)
+        cheap = config.levels.cheap
         rules = StopRules(
-            max_labels=config.label_budgets or None, target_error=config.stop.target_error,
+            max_labels={cheap.level: cheap.max_labels} if cheap.max_labels else None, target_error=config.stop.target_error,
             plateau_window=config.stop.plateau_window, plateau_tolerance=config.stop.plateau_tolerance,
             max_iterations=config.stop.max_iterations,
         )  # fmt: skip
@@ -370,6 +378,50 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             self.ctx.initial_labels = dict(self.ctx.labels)
         self._progress()
         self.report(f'{self._label("train")}: validation MAE {error} on {len(orm.load_node(self.ctx.dataset))} labels')
+        return None
+
+    def should_train_delta(self):
+        """A Δ model once the expensive labels of this iteration are in and at least 3 structures have both levels."""
+        config = self.config
+        if config.target != 'potential' or config.levels.expensive is None or not self.ctx.get('expensive_dataset'):
+            return False  # a property campaign keeps its expensive labels as data (no energy Δ for an objective)
+        if self._nothing_new():
+            return False
+        return len(self.ctx.get('expensive_labelled_keys', [])) >= 3 and self.ctx.get('delta_trained_on') != (
+            self.ctx.expensive_dataset
+        )
+
+    def train_delta(self):
+        """``mlqm.train`` kind ``delta``: the correction (expensive - cheap) learned on the structures that have both
+        levels, from the cheap and expensive datasets merged (rows paired by structure)."""
+        config = self.config
+        both = merge_labelled(
+            part_0=orm.load_node(self.ctx.dataset), part_1=orm.load_node(self.ctx.expensive_dataset),
+            metadata={'call_link_label': self._label('merge_levels')},
+        )  # fmt: skip
+        inputs = {
+            'code': self.inputs.code,
+            'dataset': both,
+            'parameters': self.ctx.parameters['train_delta'],
+            'metadata': {'options': self._options(), 'call_link_label': self._label('train_delta')},
+        }
+        self.ctx.delta_trained_on = self.ctx.expensive_dataset
+        self.report(f'{self._label("train_delta")}: Δ {config.levels.expensive.level} - {config.levels.cheap.level}')
+        return ToContext(delta_training=self.submit(TrainCalculation, **inputs))
+
+    def inspect_train_delta(self):
+        node = self.ctx.delta_training
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration, message=node.exit_message)
+        self.ctx.delta_model = node.outputs.model.pk
+        holdout = node.outputs.metrics.get_dict().get('holdout') or {}
+        if self.ctx.history:
+            self.ctx.history[-1]['delta'] = {
+                'model_uuid': node.outputs.model.uuid, 'pairs': node.outputs.metrics.get_dict().get('num_pairs'),
+                'holdout_energy_mae': holdout.get('energy_mae'), 'base_only_energy_mae': holdout.get('base_only_energy_mae'),
+                'shift_energy_mae': holdout.get('shift_energy_mae'), 'unit': 'eV',
+            }  # fmt: skip
+        self.report(f'{self._label("train_delta")}: held-out Δ energy MAE {holdout.get("energy_mae")} eV')
         return None
 
     def should_explore(self):
@@ -488,19 +540,41 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         return ToContext(labelling=self._reference(chosen, 'cheap', self._label('reference')))
 
     def label_expensive(self):
-        """The expensive level for the first ``expensive_fraction`` of the batch: the selection is ordered by score,
-        so these are the structures the committee was least sure of (after the cheap chain: one chain at a time)."""
+        """The expensive level for ``ceil(expensive_fraction x batch_size)`` cheap-labelled structures (this batch's
+        or earlier ones) chosen by ``select_expensive``: the Δ model's correction spread with diversity, farthest-point
+        sampling before the first Δ model; within ``levels.expensive.max_labels`` (after the cheap chain: one chain at
+        a time)."""
         self.ctx.expensive_keys = []
         expensive = self.config.levels.expensive
         chosen = self.ctx.selected_keys
         if expensive is None or not chosen:
             return None
         left = (expensive.max_labels or 10**9) - self.ctx.labels[expensive.level]
-        count = min(math.ceil(self.config.active_learning.expensive_fraction * len(chosen)), max(left, 0))
-        if not count:
+        per_iteration = math.ceil(self.config.active_learning.expensive_fraction * self.config.active_learning.batch_size)
+        count = min(per_iteration, max(left, 0))
+        done = set(self.ctx.get('expensive_labelled_keys', []))
+        keys = sorted(key for key in [*self.ctx.labelled_keys, *chosen] if key not in done)
+        if not count or not keys:
             return None
-        self.ctx.expensive_keys = chosen[:count]
-        return ToContext(expensive_labelling=self._reference(chosen[:count], 'expensive', self._label('expensive')))
+        inputs = {key: orm.load_node(self.ctx.candidates[key]) for key in keys}
+        if self.ctx.get('expensive_dataset'):
+            inputs['expensive'] = orm.load_node(self.ctx.expensive_dataset)
+        if self.ctx.get('delta_model'):
+            inputs['model'] = orm.load_node(self.ctx.delta_model)
+        parameters = orm.Dict(
+            {'count': count, 'diversity': self.config.active_learning.diversity,
+             'seed': self.config.active_learning.seed + self.ctx.iteration}
+        )  # fmt: skip
+        selection = select_expensive(parameters, **inputs, metadata={'call_link_label': self._label('select_expensive')})
+        picked = [row['key'] for row in selection['chosen']]
+        if not picked:
+            return None
+        self.ctx.expensive_keys = picked
+        self.report(
+            f'{self._label("select_expensive")}: {len(picked)} of {len(keys)} cheap-labelled structures for '
+            f'{expensive.level} (signal: {selection["signal"] or "farthest-point, no Δ model yet"})'
+        )
+        return ToContext(expensive_labelling=self._reference(picked, 'expensive', self._label('expensive')))
 
     def merge(self):
         if not self.ctx.selected_keys:
@@ -527,6 +601,9 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
                 else:
                     node_out = node.outputs.dataset
                 self.ctx.expensive_dataset = node_out.pk
+                labelled = set(node.outputs.dataset.base.attributes.get('structure_uuids'))
+                done = [key for key in self.ctx.expensive_keys if orm.load_node(self.ctx.candidates[key]).uuid in labelled]
+                self.ctx.expensive_labelled_keys = list(self.ctx.get('expensive_labelled_keys', [])) + done
             self.ctx.expensive_keys = []
         self.ctx.history[-1]['labels'] = dict(self.ctx.labels)
         return None
@@ -596,5 +673,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         self.out('model', nodes['model'])
         if self.ctx.get('expensive_dataset'):
             self.out('expensive_dataset', orm.load_node(self.ctx.expensive_dataset))
+        if self.ctx.get('delta_model'):
+            self.out('delta_model', orm.load_node(self.ctx.delta_model))
         self.out('report', report)
         self._stage('finished')

@@ -8,6 +8,8 @@
   trust level;
 - ``select_next_batch``: query by committee on the model's error-tracking signal, inside adaptive trust levels, with
   a diversity term and the label budget; its output records every chosen structure with its scores and the rule;
+- ``select_expensive``: which cheap-labelled structures get the expensive level (the Δ model's spread + diversity,
+  farthest-point before the first Δ model);
 - ``with_objective``: a dataset plus the per-molecule property (e.g. the HOMO-LUMO gap) read from each row's result;
 - ``rank_library`` / ``screening_summary``: lower-confidence-bound ranking and predicted-vs-computed of the top k;
 - ``campaign_report``: the numbers of the campaign, from the nodes above.
@@ -85,6 +87,14 @@ def campaign_parameters(config: orm.Dict) -> dict[str, orm.Dict]:
     if kind == 'property':
         train['target_key'] = campaign.objective
     outputs['train'] = orm.Dict(train)
+    if campaign.levels.expensive is not None:
+        outputs['train_delta'] = orm.Dict(
+            {
+                'kind': 'delta', 'base_level': campaign.levels.cheap.level,
+                'target_level': campaign.levels.expensive.level,
+                'hyperparameters': {**campaign.model.model_dump(), 'validation_fraction': 0.0, 'calibration_fraction': 0.0},
+            }
+        )  # fmt: skip
     outputs['predict'] = orm.Dict({'mode': 'predict', 'forces': kind == 'potential'})
     return outputs
 
@@ -237,6 +247,53 @@ def select_next_batch(
             'max_uncertainty': float(np.max(uncertainty)),
         }
     )
+
+
+@calcfunction
+def select_expensive(parameters: orm.Dict, expensive: DatasetData | None = None, model=None, **candidates) -> orm.Dict:
+    """Choose which cheap-labelled structures also get the expensive level: the ones that help the Δ model most.
+
+    With a Δ model (``model``, kind ``delta``, trained on the pairs so far): query by committee on the spread of its
+    correction committee (the Δ's own uncertainty, from geometry alone), with a diversity term against the structures
+    that already have expensive labels (``expensive``). Before the first Δ model: farthest-point sampling away from
+    them. ``parameters``: ``count``, ``diversity``, ``seed``. ``candidates``: structures with a cheap label (or one in
+    flight) and no expensive label yet.
+    """
+    from ..models.descriptors import aev_descriptors
+    from ..models.selection import RULE_FPS, farthest_point_sampling, select_batch
+
+    values = parameters.get_dict()
+    keys = sorted(candidates)
+    count = min(int(values['count']), len(keys))
+    if not count:
+        return orm.Dict({'chosen': [], 'signal': None})
+    structures = _structures_of(candidates, keys)
+    labelled = _dataset_structures(expensive) if expensive is not None else None
+    species = sorted(set(structures.species) | (set(labelled.species) if labelled is not None else set()))
+    descriptors = aev_descriptors(structures, species=species)
+    labelled_descriptors = aev_descriptors(labelled, species=species) if labelled is not None else None
+    if model is not None:
+        delta = model.load_model()
+        if getattr(delta, 'kind', None) != 'delta':
+            raise ValueError(f'expensive labels are chosen by a delta model, got a {delta.kind} model')
+        spread = np.asarray(delta.correction.predict(structures).spread, dtype=float)
+        selection = select_batch(
+            spread, descriptors, count, labelled_descriptors=labelled_descriptors,
+            diversity=float(values.get('diversity', 0.5)), seed=int(values.get('seed', 0)),
+        )  # fmt: skip
+        records = [{**record, 'signal': 'delta_correction_spread'} for record in selection.records]
+    else:
+        both = descriptors if labelled_descriptors is None else np.concatenate([descriptors, labelled_descriptors])
+        already = range(len(keys), len(both))
+        chosen = farthest_point_sampling(both, count, seed=int(values.get('seed', 0)), selected=list(already))
+        records = [{'index': int(i), 'rule': RULE_FPS, 'signal': None} for i in chosen]
+    return orm.Dict(
+        {
+            'chosen': [{**record, 'key': keys[record['index']], 'uuid': candidates[keys[record['index']]].uuid}
+                       for record in records],
+            'signal': records[0]['signal'] if records else None,
+        }
+    )  # fmt: skip
 
 
 @calcfunction

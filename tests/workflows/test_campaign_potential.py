@@ -1,6 +1,7 @@
 """``mlqm.campaign`` with ``target: potential`` on the embedded back end: normal-mode candidates of water, ML-MD
 exploration on the committee in every iteration (stopped at the adaptive lower trust level), real HF/STO-3G labels
-with forces, and every iteration's model, dataset, predictions and selection in the graph, labelled iteration_NN."""
+with forces, CCSD(T)/STO-3G energies on the structures that help the Δ model most and a Δ model trained from them, and
+every iteration's model, dataset, predictions and selection in the graph, labelled iteration_NN."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ def potential_config() -> dict:
         'name': 'test-water-potential',
         'target': 'potential',
         'library': {'g2': ['H2O']},
-        'levels': {'cheap': {'level': 'hf/sto-3g', 'forces': True, 'max_labels': 16}},
-        'configurations': {'number': 5, 'temperatures': [300.0, 1000.0], 'hessian': 'forcefield', 'seed': 1},
+        'levels': {'cheap': {'level': 'hf/sto-3g', 'forces': True, 'max_labels': 16},
+                   'expensive': {'level': 'ccsd(t)/sto-3g', 'max_labels': 6}},
+        'configurations': {'number': 6, 'temperatures': [300.0, 1000.0], 'hessian': 'forcefield', 'seed': 1},
         'model': {'members': 2, 'hidden': [16], 'epochs': 15, 'patience': 15, 'batch_size': 8,
                   'validation_fraction': 0.0, 'calibration_fraction': 0.0},
         'active_learning': {
-            'initial_size': 4, 'batch_size': 2, 'validation_size': 3, 'diversity': 0.5,
+            'initial_size': 4, 'batch_size': 3, 'validation_size': 3, 'diversity': 0.5, 'expensive_fraction': 1.0,
             'explore': {'starts': 2, 'temperature': 1500.0, 'steps': 60, 'check_interval': 2, 'timestep': 1.0},
         },
         'stop': {'max_iterations': 2, 'plateau_window': None},
@@ -86,6 +88,37 @@ def test_potential_campaign_explores_selects_and_labels_every_iteration(campaign
         assert model.uuid != results['model'].uuid or row is iterations[-1]
     # the final model was trained on the final dataset
     assert _called(node, 'iteration_02_train').outputs.model.uuid == results['model'].uuid
+
+
+def test_expensive_labels_go_where_the_delta_model_is_least_sure_and_train_it(campaign):
+    results, node = campaign
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    from aiida_mlqm.workflows.campaign_config import parse_config
+
+    levels = parse_config(potential_config()).levels
+    expensive = results['expensive_dataset']
+    assert len(expensive) == 6 and set(expensive.base.attributes.get('levels')) == {levels.expensive.level}
+    cheap_uuids = set(results['dataset'].base.attributes.get('structure_uuids'))
+    assert set(expensive.base.attributes.get('structure_uuids')) <= cheap_uuids  # every one has its cheap label
+    first = _called(node, 'iteration_01_select_expensive').outputs.result
+    assert first['signal'] is None and {row['rule'] for row in first['chosen']} == {'farthest-point'}
+    second = _called(node, 'iteration_02_select_expensive')
+    inputs = {link.link_label: link.node for link in second.base.links.get_incoming().all()}
+    delta_1 = _called(node, 'iteration_01_train_delta').outputs.model
+    assert inputs['model'].uuid == delta_1.uuid  # chosen by the Δ model of the previous iteration
+    assert {row['rule'] for row in second.outputs.result['chosen']} == {'query-by-committee'}
+    assert second.outputs.result['signal'] == 'delta_correction_spread'
+    assert not {row['uuid'] for row in second.outputs.result['chosen']} & {row['uuid'] for row in first['chosen']}
+    # the campaign's Δ model: trained on all 6 pairs, kind delta from the cheap to the expensive level
+    delta = results['delta_model']
+    assert delta.uuid == _called(node, 'iteration_02_train_delta').outputs.model.uuid
+    metrics = _called(node, 'iteration_02_train_delta').outputs.metrics.get_dict()
+    assert metrics['num_pairs'] == 6
+    assert delta.base.attributes.get('kind') == 'delta'
+    assert metrics['holdout']['count'] >= 1 and metrics['holdout']['energy_mae'] >= 0
+    report = results['report'].get_dict()
+    assert report['labels'][levels.expensive.level] == 6
+    assert [row['delta']['pairs'] for row in report['iterations'] if row['iteration']] == [3, 6]
 
 
 def test_why_a_structure_was_labelled_is_a_graph_query(campaign):
