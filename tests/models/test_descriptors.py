@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 from aiida_mlqm.models.data import Structures
 from aiida_mlqm.models.descriptors import aev_descriptors, committee_signals
-from conftest import FAST_HYPERPARAMETERS, label_water
-
-
-@pytest.fixture(scope='module')
-def small_committee(water_train):
-    """A quick committee (60 epochs): the signals need members that disagree off the data, not accuracy."""
-    from aiida_mlqm.models.training import train_committee
-
-    return train_committee(water_train, {**FAST_HYPERPARAMETERS, 'epochs': 60, 'patience': 60}, log=None)
+from conftest import label_water
 
 
 def rotated(structures: Structures, seed: int) -> Structures:
@@ -37,15 +29,16 @@ def test_aev_descriptors_are_invariant_and_tell_geometries_apart(water_train):
         aev_descriptors(frames, species=[1, 6])
 
 
-def test_committee_signals_agree_with_predict_and_grow_away_from_the_data(small_committee, water_test):
-    signals = committee_signals(small_committee, water_test)
-    prediction = small_committee.predict(water_test, forces=True)
+def test_committee_signals_agree_with_predict_and_grow_away_from_the_data(water_committee, water_test):
+    # the session's committee (conftest): the signals need members that disagree off the data
+    signals = committee_signals(water_committee, water_test)
+    prediction = water_committee.predict(water_test, forces=True)
     np.testing.assert_allclose(signals['energy'], prediction.value, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(signals['forces'], prediction.forces, atol=1e-4)
     np.testing.assert_allclose(signals['energy_spread'], prediction.spread, rtol=1e-5, atol=1e-7)
     assert np.all(signals['max_force_spread'] > 0)
     far = label_water(16, seed=9, amplitude=0.25)
-    far_spread = committee_signals(small_committee, far)['max_force_spread']
+    far_spread = committee_signals(water_committee, far)['max_force_spread']
     assert np.median(far_spread) > 2 * np.median(signals['max_force_spread'])
     # the force spread tracks the force error across near and far frames (the reason selection uses it)
     from scipy.stats import spearmanr
@@ -55,6 +48,6 @@ def test_committee_signals_agree_with_predict_and_grow_away_from_the_data(small_
         np.concatenate([water_test.offsets, far.offsets[1:] + water_test.offsets[-1]]),
         forces=np.concatenate([water_test.forces, far.forces]),
     )  # fmt: skip
-    signals = committee_signals(small_committee, both)
+    signals = committee_signals(water_committee, both)
     error = np.abs(signals['forces'] - both.forces).reshape(-1, 3, 3).max(axis=(1, 2))
     assert spearmanr(signals['max_force_spread'], error).statistic > 0.5
