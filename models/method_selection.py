@@ -26,7 +26,7 @@ import math
 import typing as t
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .classifier import CalibratedClassifier
 from .errors import InvalidInputError
@@ -390,13 +390,29 @@ class LevelOption(BaseModel):
     expected_error_kcal_mol: float = Field(gt=0, description='typical error for single-reference molecules')
     relative_cost: float = Field(gt=0, description='cost relative to the cheapest option; only the order matters')
 
+    @field_validator('level')
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        """The level type's label (``B3LYP/def2-SVP`` -> ``b3lyp/def2-svp``): routed molecules are labelled with it."""
+        from ..chemistry.level import LevelOfTheory
 
+        return LevelOfTheory.canonical(value)
+
+
+# Built without validation: validating a label imports PySCF (~2 s), which importing this module must not cost.
+# tests/models/test_mr_classifier.py checks that these labels are canonical.
 DEFAULT_LEVELS = (
     # Mean absolute errors of hybrid DFT vs. CCSD(T) on single-reference thermochemistry (GMTKN55, Goerigk et al.
     # 2017) are ~2-4 kcal/mol; a Δ-model trained on a few CCSD(T) points brings that near 1; CCSD(T)/cc-pVTZ near 0.5.
-    LevelOption(name='dft', level='b3lyp/def2-svp', expected_error_kcal_mol=3.0, relative_cost=1.0),
-    LevelOption(name='dft+delta', level='b3lyp/def2-svp', expected_error_kcal_mol=1.0, relative_cost=1.5),
-    LevelOption(name='ccsd(t)', level='ccsd(t)/cc-pvtz', expected_error_kcal_mol=0.5, relative_cost=100.0),
+    LevelOption.model_construct(
+        name='dft', level='b3lyp/def2-svp', expected_error_kcal_mol=3.0, relative_cost=1.0
+    ),
+    LevelOption.model_construct(
+        name='dft+delta', level='b3lyp/def2-svp', expected_error_kcal_mol=1.0, relative_cost=1.5
+    ),
+    LevelOption.model_construct(
+        name='ccsd(t)', level='ccsd(t)/cc-pvtz', expected_error_kcal_mol=0.5, relative_cost=100.0
+    ),
 )
 
 

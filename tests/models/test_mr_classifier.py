@@ -116,3 +116,14 @@ def test_training_rows_leave_out_a_feature_the_job_did_not_compute_and_name_the_
     assert rows['features'][3][rows['feature_names'].index('d1_second_order')] == pytest.approx(0.03)
     assert rows['labels'] == [0, 0, 0, 0, 0, 1] and rows['basis'] == '6-31g'
     assert rows['features_parameters'] == parameters
+
+
+def test_routing_levels_carry_the_level_types_labels():
+    from aiida_mlqm.chemistry.level import LevelOfTheory
+    from aiida_mlqm.models.method_selection import DEFAULT_LEVELS
+
+    assert all(LevelOfTheory.canonical(option.level) == option.level for option in DEFAULT_LEVELS)
+    option = {'name': 'dft', 'level': 'B3LYP / def2-SVP', 'expected_error_kcal_mol': 3.0, 'relative_cost': 1.0}
+    assert RoutingRule(levels=[option]).levels[0].level == 'b3lyp/def2-svp'
+    with pytest.raises(ValueError, match="METHOD 'dlpno' is not supported"):
+        RoutingRule(levels=[{**option, 'level': 'dlpno/def2-svp'}])
