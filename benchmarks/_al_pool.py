@@ -136,7 +136,7 @@ def potential_pool(quick: bool = False, log=print) -> pathlib.Path:
         np.concatenate([forces[i] for i in seed_index]),
     )
     committee = train_committee(
-        seed_data, {'members': 4, 'epochs': 60, 'patience': 60, 'hidden': [32, 16], 'seed': 3}, log=None
+        seed_data, {'backend': 'torchani', 'members': 4, 'epochs': 60, 'patience': 60, 'hidden': [32, 16], 'seed': 3}, log=None
     )
     from ase.build import molecule
 

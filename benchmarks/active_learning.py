@@ -45,7 +45,7 @@ def _structures(pool, index=None, *, energy_key='energy', forces=True):
 def _hyper(quick: bool, seed: int, **extra) -> dict:
     epochs = 60 if quick else 150
     return {
-        'members': 4, 'aev': 'compact', 'hidden': [32, 16], 'epochs': epochs, 'patience': epochs, 'batch_size': 16,
+        'backend': 'torchani', 'members': 4, 'aev': 'compact', 'hidden': [32, 16], 'epochs': epochs, 'patience': epochs, 'batch_size': 16,
         'learning_rate': 3e-3, 'validation_fraction': 0.1, 'calibration_fraction': 0.15, 'seed': seed, **extra,
     }  # fmt: skip
 

@@ -152,6 +152,7 @@ def structures_of(images):
 
 
 DELTA_HYPER = {
+    'backend': 'torchani',
     'members': 4,
     'aev': 'compact',
     'hidden': [16],

@@ -57,6 +57,7 @@ def run(quick: bool) -> dict:
     table, figures = [], {}
     for aev, hidden in SIZES:
         hyper = {
+            'backend': 'torchani',
             'members': 4,
             'aev': aev,
             'hidden': hidden,

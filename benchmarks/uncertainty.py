@@ -5,7 +5,7 @@ frames (validation frames calibrate; those the ``backends`` benchmark saved, whe
 force spread (maximum over atoms of the members' force deviation, DP-GEN's model deviation) with the largest atomic
 force error, of the energy spread with the absolute energy error, and the fraction of test energies inside the
 conformal interval at the stated coverage (0.9). Both backends are measured; the figures without a backend prefix
-are those of the default backend (``TrainingConfig.backend``).
+are those of the default backend for potentials (``models.config.DEFAULT_BACKEND``).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ def signals(committee, test) -> dict[str, float]:
 
 
 def run(quick: bool) -> dict:
-    from aiida_mlqm.models.config import TrainingConfig
+    from aiida_mlqm.models.config import DEFAULT_BACKEND
     from aiida_mlqm.models.registry import load_model
 
     from .backends import MODELS, train
     from .backends import split as backends_split
 
     test, validation, pool, sizes = backends_split(quick)
-    default = TrainingConfig().backend
+    default = DEFAULT_BACKEND['potential']
     figures, table = {}, []
     for backend in ('torchani', 'mace'):
         saved = MODELS / f'{backend}-{sizes[-1]}{"-quick" if quick else ""}'

@@ -96,10 +96,26 @@ def choose_levels(
     return None, target_level
 
 
+def with_backend(hyperparameters: dict, backend: str | None) -> dict:
+    """``hyperparameters`` with ``--backend`` in them; ``click.UsageError`` when the two name different backends."""
+    if backend is None:
+        return hyperparameters
+    if hyperparameters.get('backend', backend) != backend:
+        raise click.UsageError(
+            f"--backend {backend} and --hyperparameters' backend {hyperparameters['backend']!r} differ: give one"
+        )
+    return {**hyperparameters, 'backend': backend}
+
+
 @main.command('train')
 @click.option('--dataset', 'dataset_id', required=True, help='DatasetData to train on (pk, uuid or label).')
 @click.option('--kind', type=click.Choice(KINDS), default='potential', show_default=True, help='What to learn.')
-@click.option('--backend', type=click.Choice(['torchani']), default='torchani', show_default=True, help='Model family.')
+@click.option(
+    '--backend',
+    type=click.Choice(['torchani', 'mace']),
+    help='Committee architecture (default: mace for potentials, torchani for property models and Δ corrections; '
+    'models/README.md says which to pick when). Same as "backend" in --hyperparameters.',
+)
 @click.option('--base-level', callback=check_level, help='Δ models: the cheap level (METHOD/BASIS).')
 @click.option('--target-level', callback=check_level, help='The level to learn (Δ: the expensive one).')
 @click.option(
@@ -114,17 +130,21 @@ def cmd_train(dataset_id, kind, backend, base_level, target_level, hyperparamete
     from aiida import orm
 
     from ..calcjobs.train import TrainCalculation
+    from ..models.config import TrainParameters, validation_message
     from ..provenance.dataset import DatasetData
 
     load_current_profile(profile_name)
     console = make_console(as_json)
     dataset = load_node_of(dataset_id, DatasetData, 'dataset')
     base_level, target_level = choose_levels(dataset, kind, base_level, target_level)
-    parameters = {'kind': kind, 'hyperparameters': hyperparameters}
+    parameters = {'kind': kind, 'hyperparameters': with_backend(hyperparameters, backend)}
     if base_level:
         parameters['base_level'] = base_level
     if target_level:
         parameters['target_level'] = target_level
+    problem = validation_message(TrainParameters, parameters)
+    if problem:  # e.g. torchani options for a MACE potential: refused before anything is stored
+        raise click.UsageError(problem)
     console.print(
         f'Training a {kind} model on DatasetData<{dataset.pk}> ({len(dataset)} rows'
         + (f', {base_level} -> {target_level}' if base_level else (f', {target_level}' if target_level else ''))

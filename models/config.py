@@ -17,6 +17,15 @@ ACTIVATION_NAMES = ('celu', 'gelu', 'silu', 'tanh')
 
 
 BACKEND_NAMES = ('torchani', 'mace')
+# The backend a committee gets when its hyperparameters name none, per kind. ``python -m benchmarks backends`` (ethanol,
+# HF/3-21G, one split, 4 members each): MACE trained on 50 frames reaches a lower force error than torchani on 100
+# (ratio 0.81), at about 1/30 of torchani's prediction speed. Labels cost more than predictions, so potentials default
+# to MACE; property models (one value per molecule) stay torchani, which MACE does not train here. A Δ correction stays
+# torchani too: ``python -m benchmarks delta_learning`` measured it so (the difference of two levels is smooth and small).
+DEFAULT_BACKEND = {'potential': 'mace', 'property': 'torchani', 'delta': 'torchani'}
+DEFAULT_LEARNING_RATE = {'torchani': 1e-3, 'mace': 1e-2}
+# Options that belong to one backend only: naming them with the other backend is a mistake, not a no-op.
+BACKEND_OPTIONS = {'torchani': ('aev', 'hidden', 'activation'), 'mace': ('mace',)}
 
 
 class MaceOptions(pydantic.BaseModel):
@@ -29,7 +38,7 @@ class MaceOptions(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra='forbid')
 
     r_max: float = pydantic.Field(5.0, gt=0)
-    num_channels: int = pydantic.Field(32, ge=1)
+    num_channels: int = pydantic.Field(16, ge=1)
     max_L: int = pydantic.Field(1, ge=0, le=3)
     max_ell: int = pydantic.Field(3, ge=1, le=4)
     correlation: int = pydantic.Field(3, ge=1, le=4)
@@ -43,12 +52,15 @@ class TrainingConfig(pydantic.BaseModel):
     """Hyperparameters of a committee (unknown keys are rejected, so a typo never trains the defaults silently).
 
     ``backend`` picks the member architecture: ``torchani`` (``aev``, ``hidden``, ``activation``) or ``mace``
-    (``mace``); everything else (members, bootstrap, loss, early stopping, calibration) is shared.
+    (``mace``); everything else (members, bootstrap, loss, early stopping, calibration) is shared. ``backend`` and
+    ``learning_rate`` left at ``None`` are decided by :meth:`for_kind` (``DEFAULT_BACKEND``, ``DEFAULT_LEARNING_RATE``).
     """
 
     model_config = pydantic.ConfigDict(extra='forbid')
 
-    backend: t.Literal['torchani', 'mace'] = 'torchani'
+    backend: t.Literal['torchani', 'mace'] | None = pydantic.Field(
+        None, description="None: the kind's default (MACE for potentials, torchani for properties)"
+    )
     members: int = pydantic.Field(4, ge=1, le=64)
     seed: int = 0
     aev: str = 'compact'
@@ -59,7 +71,7 @@ class TrainingConfig(pydantic.BaseModel):
     extensive: bool = True
     epochs: int = pydantic.Field(300, ge=1)
     batch_size: int = pydantic.Field(32, ge=1)
-    learning_rate: float = pydantic.Field(1e-3, gt=0)
+    learning_rate: float | None = pydantic.Field(None, gt=0, description="None: the backend's default")
     weight_decay: float = pydantic.Field(0.0, ge=0)
     energy_weight: float = pydantic.Field(1.0, ge=0)
     force_weight: float | None = pydantic.Field(None, ge=0, description='None: 1.0 when the data have forces, else 0')
@@ -88,6 +100,27 @@ class TrainingConfig(pydantic.BaseModel):
         if value not in ACTIVATION_NAMES:
             raise ValueError(f'unknown activation {value!r}; choose one of {sorted(ACTIVATION_NAMES)}')
         return value
+
+
+    def for_kind(self, kind: str, default_backend: str | None = None) -> TrainingConfig:
+        """These hyperparameters with ``backend`` and ``learning_rate`` decided for a ``kind`` committee
+        (``default_backend``, else ``DEFAULT_BACKEND[kind]``, when they name none).
+
+        :raises InvalidInputError: when options of the other backend are set (``hidden`` for a MACE potential), which
+            would otherwise be ignored without a word.
+        """
+        backend = self.backend or default_backend or DEFAULT_BACKEND.get(kind, 'torchani')
+        misplaced = sorted(
+            key for other, keys in BACKEND_OPTIONS.items() if other != backend for key in keys if key in self.model_fields_set
+        )
+        if misplaced:
+            chosen = f'backend {backend!r}' + ('' if self.backend else f' (the default for {kind} models)')
+            raise InvalidInputError(
+                f'hyperparameters {misplaced} belong to the other backend, not to {chosen}: remove them, or set '
+                f"'backend' to {'torchani' if backend == 'mace' else 'mace'!r}"
+            )
+        learning_rate = self.learning_rate or DEFAULT_LEARNING_RATE[backend]
+        return self.model_copy(update={'backend': backend, 'learning_rate': learning_rate})
 
 
 def parse_config(values: dict[str, t.Any] | None) -> TrainingConfig:
@@ -149,12 +182,14 @@ class TrainParameters(pydantic.BaseModel):
     def _check(self) -> TrainParameters:
         if self.kind == 'classifier':
             ClassifierConfig(**self.hyperparameters)
+        elif self.kind == 'delta':  # the hyperparameters are the correction's
+            correction_config(TrainingConfig(**self.hyperparameters))
         else:
-            TrainingConfig(**self.hyperparameters)
+            TrainingConfig(**self.hyperparameters).for_kind('property' if self.kind == 'property' else 'potential')
         if self.kind in ('delta', 'ml_base_delta'):
             if not self.base_level or not self.target_level:
                 raise ValueError('a delta model needs base_level and target_level (the two levels of theory)')
-            TrainingConfig(**self.correction_hyperparameters)
+            correction_config(TrainingConfig(**self.correction_hyperparameters))
         return self
 
 
@@ -177,3 +212,9 @@ def validation_message(schema: type[pydantic.BaseModel], values: dict[str, t.Any
     except pydantic.ValidationError as exception:
         return '; '.join(f'{".".join(map(str, e["loc"])) or "parameters"}: {e["msg"]}' for e in exception.errors())
     return None
+
+
+def correction_config(values: dict[str, t.Any] | TrainingConfig | None) -> TrainingConfig:
+    """Hyperparameters of a Δ correction committee (a potential of the difference of two levels), decided."""
+    config = values if isinstance(values, TrainingConfig) else parse_config(values)
+    return config.for_kind('potential', default_backend=DEFAULT_BACKEND['delta'])

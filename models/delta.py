@@ -23,6 +23,7 @@ import numpy as np
 
 from . import serialization
 from .backends import load_committee
+from .config import correction_config
 from .data import Structures, split_indices
 from .errors import InvalidInputError
 from .prediction import CommitteeModel, Prediction, structure_max
@@ -238,7 +239,7 @@ def train_delta(
         f'Δ-learning on {base_level}: correction to {target_level} trained on {len(train_index)} pairs, '
         f'{len(holdout_index)} pairs held out for calibration'
     )
-    hyper = {'calibration_fraction': 0.0, **(hyperparameters or {})}
+    hyper = correction_config({'calibration_fraction': 0.0, **(hyperparameters or {})})
     correction = train_committee_logged(difference.subset(train_index), hyper, log, 'correction')
     model = DeltaModel(correction, levels=(base_level, target_level))
     holdout = expensive.subset(holdout_index)
@@ -378,7 +379,7 @@ def train_ml_base_delta(
         f'{len(holdout_index)} pairs held out for calibration'
     )
     base = train_committee_logged(base_data, base_hyperparameters, log, 'base')
-    correction_hyper = {'calibration_fraction': 0.0, **(correction_hyperparameters or {})}
+    correction_hyper = correction_config({'calibration_fraction': 0.0, **(correction_hyperparameters or {})})
     correction = train_committee_logged(difference.subset(train_index), correction_hyper, log, 'correction')
     model = MLBaseDeltaModel(base, correction, levels=(base_level, target_level))
     holdout = expensive.subset(holdout_index)

@@ -185,7 +185,7 @@ class Trainable(t.Protocol):
 def _train_committee(data: Structures, config: TrainingConfig, kind: str, validation: Structures | None, log):
     """The steps of ``train_committee``: check the labels, split, build the backend, fit, calibrate."""
     log = log or (lambda line: None)
-    config = resolve_force_weight(data, config, kind)
+    config = resolve_force_weight(data, config.for_kind(kind), kind)
     splits = split(data, config, validation)
     if config.backend == 'mace':
         from .mace import build_trainable

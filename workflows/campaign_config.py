@@ -307,6 +307,10 @@ class CampaignConfig(_Section):
                 problems.append('target: property needs objective: homo_lumo_gap or energy')
             if self.configurations is not None or self.active_learning.explore is not None:
                 problems.append('configurations and active_learning.explore are for target: potential')
+        try:
+            self.model.for_kind(self.target)
+        except ValueError as exception:
+            problems.append(f'model: {exception}')
         if self.active_learning.expensive_fraction > 0 and self.levels.expensive is None and 'expensive_fraction' in (
             self.active_learning.model_fields_set
         ):

@@ -7,7 +7,7 @@ import pytest
 from aiida import engine, orm
 from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
-HYPER = {'members': 3, 'aev': 'compact', 'hidden': [16], 'epochs': 20, 'batch_size': 8, 'seed': 1}
+HYPER = {'backend': 'torchani', 'members': 3, 'aev': 'compact', 'hidden': [16], 'epochs': 20, 'batch_size': 8, 'seed': 1}
 WATER = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
 
 

@@ -44,7 +44,7 @@ def test_model_list_show_export(tmp_path):
     images = labelled_water(6, seed=22, expensive=0, energy_only=())
     structures = Structures.from_ase(images)
     structures.energy = np.array([atoms.info['e_lo'] for atoms in images]) * HARTREE_TO_EV
-    committee = train_committee(structures, {'members': 2, 'hidden': [8], 'epochs': 2}, log=None)
+    committee = train_committee(structures, {'backend': 'torchani', 'members': 2, 'hidden': [8], 'epochs': 2}, log=None)
     committee.save(tmp_path / 'saved')
     model = ModelData.from_directory(tmp_path / 'saved').store()
 

@@ -45,6 +45,7 @@ def water_test():
 
 
 FAST_HYPERPARAMETERS = {
+    'backend': 'torchani',
     'members': 4,
     'aev': 'compact',
     'hidden': [32, 16],

@@ -48,7 +48,7 @@ def test_pairing_by_key(two_levels):
     np.testing.assert_allclose(difference.energy, expensive.energy - base.energy[:16])
 
 
-HYPER = {'aev': 'compact', 'hidden': [32, 16], 'epochs': 80, 'batch_size': 8, 'learning_rate': 3e-3, 'seed': 1}
+HYPER = {'backend': 'torchani', 'aev': 'compact', 'hidden': [32, 16], 'epochs': 80, 'batch_size': 8, 'learning_rate': 3e-3, 'seed': 1}
 
 
 def test_delta_on_cheap_qm_beats_cheap_qm_alone_and_round_trips(two_levels, tmp_path):

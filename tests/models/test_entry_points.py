@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from aiida_mlqm.models.data import Structures
 
-HYPER = {'members': 3, 'aev': 'compact', 'hidden': [16], 'epochs': 15, 'batch_size': 16, 'seed': 2}
+HYPER = {'backend': 'torchani', 'members': 3, 'aev': 'compact', 'hidden': [16], 'epochs': 15, 'batch_size': 16, 'seed': 2}
 
 
 def write_job(folder, name, values):

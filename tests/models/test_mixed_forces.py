@@ -7,6 +7,7 @@ import pytest
 from aiida_mlqm.models.data import Structures, padded
 
 HYPER = {
+    'backend': 'torchani',
     'members': 2,
     'aev': 'compact',
     'hidden': [16],

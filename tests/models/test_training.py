@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from aiida_mlqm.models.training import evaluate, train_committee
 
-TINY = {'members': 2, 'aev': 'compact', 'hidden': [8], 'epochs': 3, 'batch_size': 16, 'seed': 11}
+TINY = {'backend': 'torchani', 'members': 2, 'aev': 'compact', 'hidden': [8], 'epochs': 3, 'batch_size': 16, 'seed': 11}
 
 
 def test_committee_beats_constant_predictor(water_committee, water_train, water_test):

@@ -14,7 +14,7 @@ from aiida.engine import calcfunction, run_get_node
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
 MOLECULES = ['H2O', 'NH3', 'CH4', 'HF', 'OH']
-HYPER = {'members': 2, 'aev': 'compact', 'hidden': [8], 'epochs': 3, 'batch_size': 4, 'seed': 1}
+HYPER = {'backend': 'torchani', 'members': 2, 'aev': 'compact', 'hidden': [8], 'epochs': 3, 'batch_size': 4, 'seed': 1}
 OPTIONS = {'resources': {'num_machines': 1}, 'max_wallclock_seconds': 600}
 
 

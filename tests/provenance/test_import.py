@@ -159,7 +159,7 @@ def test_imported_mixed_dataset_trains_a_potential_and_a_delta_model(tmp_path):
     structures = Structures.load_npz(io.BytesIO(dataset_to_npz(dataset)))
     assert structures.num_force_frames == 26 and len(structures) == 42
 
-    hyper = {'members': 2, 'hidden': [16], 'epochs': 40, 'batch_size': 8, 'learning_rate': 3e-3, 'seed': 2}
+    hyper = {'backend': 'torchani', 'members': 2, 'hidden': [16], 'epochs': 40, 'batch_size': 8, 'learning_rate': 3e-3, 'seed': 2}
     cheap = structures.at_level('hf/sto-3g')
     potential = train_committee(cheap, hyper, log=None)
     # trained on energies and forces: better energies than the composition baseline, forces compared where present
