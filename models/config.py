@@ -111,8 +111,12 @@ class TrainingConfig(pydantic.BaseModel):
         """
         backend = self.backend or default_backend or DEFAULT_BACKEND.get(kind, 'torchani')
         misplaced = sorted(
-            key for other, keys in BACKEND_OPTIONS.items() if other != backend for key in keys if key in self.model_fields_set
-        )
+            key
+            for other, keys in BACKEND_OPTIONS.items()
+            if other != backend
+            for key in keys
+            if getattr(self, key) != type(self).model_fields[key].get_default(call_default_factory=True)
+        )  # set away from their defaults (a full dump of these hyperparameters names every option at its default)
         if misplaced:
             chosen = f'backend {backend!r}' + ('' if self.backend else f' (the default for {kind} models)')
             raise InvalidInputError(

@@ -34,7 +34,7 @@ def test_potentials_default_to_mace_and_the_rest_to_torchani():
     ('values', 'kind', 'named'),
     [
         ({'hidden': [8]}, 'potential', "['hidden']"),  # torchani options under the MACE default
-        ({'aev': 'compact', 'activation': 'gelu'}, 'potential', "['activation', 'aev']"),
+        ({'aev': 'ani1x', 'activation': 'gelu'}, 'potential', "['activation', 'aev']"),
         ({'mace': {'num_channels': 8}}, 'property', "['mace']"),
         ({'backend': 'torchani', 'mace': {'num_channels': 8}}, 'potential', "['mace']"),
     ],
@@ -43,6 +43,12 @@ def test_options_of_the_other_backend_are_refused_by_name(values, kind, named):
     with pytest.raises(InvalidInputError, match=r'belong to the other backend') as caught:
         parse_config(values).for_kind(kind)
     assert named in str(caught.value) and "set 'backend'" in str(caught.value)
+
+
+def test_a_full_dump_of_hyperparameters_reads_back():
+    config = parse_config({'members': 2})
+    assert parse_config(config.model_dump()).for_kind('potential').backend == 'mace'
+    assert parse_config(config.model_dump()).for_kind('property').backend == 'torchani'
 
 
 def test_job_parameters_check_the_backend_of_each_committee():

@@ -22,7 +22,7 @@ def potential_config() -> dict:
         'levels': {'cheap': {'level': 'hf/sto-3g', 'forces': True, 'max_labels': 16},
                    'expensive': {'level': 'ccsd(t)/sto-3g', 'max_labels': 6}},
         'configurations': {'number': 6, 'temperatures': [300.0, 1000.0], 'hessian': 'forcefield', 'seed': 1},
-        'model': {'members': 2, 'hidden': [16], 'epochs': 15, 'patience': 15, 'batch_size': 8,
+        'model': {'backend': 'torchani', 'members': 2, 'hidden': [16], 'epochs': 15, 'patience': 15, 'batch_size': 8,
                   'validation_fraction': 0.0, 'calibration_fraction': 0.0},
         'active_learning': {
             'initial_size': 4, 'batch_size': 3, 'validation_size': 3, 'diversity': 0.5, 'expensive_fraction': 1.0,
