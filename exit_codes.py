@@ -56,6 +56,7 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     'ERROR_NODE_FAILURES': (321, 'The job hit {count} node failures in a row.'),
     'ERROR_BUILD_FAILED': (330, 'mlqm.build made no structure: {message}'),
     'ERROR_REFERENCE_FAILED': (331, 'The reference calculations of {what} failed: {message}'),
+    'ERROR_METHOD_SELECTION_FAILED': (332, 'Method selection gave no usable routing: {message}'),
     'ERROR_UNEXPECTED_PARSER_EXCEPTION': (350, 'The parser raised an exception: {exception}'),
     # 4xx: electronic structure
     'ERROR_OUT_OF_WALLTIME': (400, 'The runner stopped at its soft walltime ({message}); restart from the checkpoint.'),

@@ -50,6 +50,32 @@ def _hyper(quick: bool, seed: int, **extra) -> dict:
     }  # fmt: skip
 
 
+def _covering(structures, seed: int) -> list[int]:
+    """One structure per element (rarest first, seeded), as the campaign's initial set starts: a committee never
+    trained on an element cannot predict any structure that has it. Both strategies start from these."""
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for element in sorted(structures.species, key=lambda z: (np.sum(structures.numbers == z), z)):
+        if any(element in structures.frame(i)[0] for i in chosen):
+            continue
+        having = [i for i in range(len(structures)) if element in structures.frame(i)[0]]
+        chosen.append(int(rng.choice(having)))
+    return chosen
+
+
+def _initial(strategy: str, structures, descriptors, count: int, seed: int) -> list[int]:
+    """The initial set: element coverage, then random draws (``random``) or farthest-point sampling (``active``)."""
+    from aiida_mlqm.models.selection import farthest_point_sampling, select_random
+
+    covering = _covering(structures, seed)
+    rest = max(count - len(covering), 0)
+    if strategy == 'random':
+        extra = select_random(len(structures), rest, seed=seed, exclude=covering).indices
+    else:
+        extra = farthest_point_sampling(descriptors, rest, seed=seed, selected=covering)
+    return covering + [int(i) for i in extra]
+
+
 def _first_reaching(curve: list[tuple[int, float]], target: float) -> int | None:
     for labels, error in curve:
         if error <= target:
@@ -64,7 +90,6 @@ def potential_curves(quick: bool, seed: int = 0, log=print) -> dict:
     from aiida_mlqm.models.descriptors import aev_descriptors, committee_signals
     from aiida_mlqm.models.selection import (
         adaptive_trust_levels,
-        farthest_point_sampling,
         max_force_error,
         select_batch,
         select_random,
@@ -97,10 +122,7 @@ def potential_curves(quick: bool, seed: int = 0, log=print) -> dict:
     curves, trust_log = {}, []
     for strategy in ('random', 'active'):
         started = time.perf_counter()
-        if strategy == 'random':
-            chosen = list(select_random(len(candidates), initial, seed=11 + seed).indices)
-        else:
-            chosen = list(farthest_point_sampling(descriptors, initial, seed=11 + seed))
+        chosen = _initial(strategy, candidates, descriptors, initial, seed=11 + seed)
         curve = []
         for step in range(steps + 1):
             committee, energy_mae, force_mae = evaluate(chosen)
@@ -142,7 +164,7 @@ def potential_curves(quick: bool, seed: int = 0, log=print) -> dict:
 
 def delta_curves(quick: bool, seed: int = 0, log=print) -> dict:
     from aiida_mlqm.models.descriptors import aev_descriptors
-    from aiida_mlqm.models.selection import farthest_point_sampling, select_batch, select_random
+    from aiida_mlqm.models.selection import select_batch, select_random
     from aiida_mlqm.models.training import train_committee
 
     pool = _al_pool.load(_al_pool.multifidelity_pool(quick, log=log))
@@ -160,11 +182,7 @@ def delta_curves(quick: bool, seed: int = 0, log=print) -> dict:
 
     curves = {}
     for strategy in ('random', 'active'):
-        chosen = list(
-            select_random(len(candidates), initial, seed=3 + seed).indices
-            if strategy == 'random'
-            else farthest_point_sampling(descriptors, initial, seed=3 + seed)
-        )
+        chosen = _initial(strategy, candidates, descriptors, initial, seed=3 + seed)
         curve = []
         while True:
             committee = train_committee(candidates.subset(chosen), hyper, log=None)

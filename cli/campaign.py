@@ -56,6 +56,10 @@ def campaign_builder(config, records, code, options: dict | None = None):
     builder.config = orm.Dict(config_values(config))
     builder.library = orm.List(records)
     builder.code = code
+    if config.method_selection.enabled:
+        from ..workflows.method_selection_training import import_default
+
+        builder.classifier = import_default()  # the shipped classifier, imported into the profile on first use
     if options:
         builder.options = orm.Dict(options)
     return builder

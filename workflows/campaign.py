@@ -29,6 +29,7 @@ from .build import BuildWorkChain
 from .campaign_config import CampaignConfigError, parse_config
 from .campaign_functions import (
     campaign_parameters,
+    apply_routing,
     campaign_report,
     choose_initial_set,
     exploration_parameters,
@@ -50,6 +51,20 @@ def validate_config(value, _ctx=None) -> str | None:
         parse_config(value.get_dict())
     except CampaignConfigError as exception:
         return str(exception)
+    return None
+
+
+def validate_inputs(inputs, _ctx=None) -> str | None:
+    """Method selection needs its classifier before anything runs."""
+    try:
+        config = parse_config(inputs['config'].get_dict())
+    except (CampaignConfigError, KeyError):
+        return None  # the config port's own validator names the problem
+    if config.method_selection.enabled and 'classifier' not in inputs:
+        return (
+            'method_selection.enabled needs the `classifier` input (a method-selection ModelData): pass the shipped one '
+            'from aiida_mlqm.workflows.method_selection_training.import_default(), as `mlqm campaign run` does'
+        )
     return None
 
 
@@ -93,18 +108,25 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         )
         spec.input('code', valid_type=orm.AbstractCode, help='Python with PySCF and torch: reference, train, predict.')
         spec.input(
+            'classifier', valid_type=orm.Data, required=False,
+            help='Method selection (method_selection.enabled): the MR classifier (ModelData); `mlqm campaign run` passes '
+            'the shipped one (workflows.method_selection_training.import_default).',
+        )  # fmt: skip
+        spec.input(
             'options',
             valid_type=orm.Dict,
             required=False,
             serializer=orm.to_aiida_type,
             help='`metadata.options` for every job (resources, max_wallclock_seconds, queue_name, ...).',
         )
+        spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
             cls.build,
             cls.inspect_build,
-            if_(cls.is_potential)(cls.sample),
             cls.method_selection,
+            cls.inspect_method_selection,
+            if_(cls.is_potential)(cls.sample),
             cls.choose_initial,
             cls.label_validation,
             cls.label_initial,
@@ -142,6 +164,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             'ERROR_TOO_FEW_CANDIDATES',
             'ERROR_BUILD_FAILED',
             'ERROR_REFERENCE_FAILED',
+            'ERROR_METHOD_SELECTION_FAILED',
             'ERROR_TRAINING_FAILED',
             'ERROR_PREDICTION_FAILED',
             ERROR_TRAINING_FAILED='Training failed in iteration {iteration}: {message}',
@@ -263,11 +286,59 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         self.report(f'{len(self.ctx.candidates)} candidate configurations from normal-mode sampling')
 
     def method_selection(self):
-        """Routing by ``mlqm.method_selection`` where the config asks for it; otherwise recorded as skipped."""
+        """Routing by ``mlqm.method_selection`` (features job + classifier per molecule) where the config asks for it;
+        otherwise recorded as skipped."""
         self._stage('method_selection')
-        if not self.config.method_selection.enabled:
+        section = self.config.method_selection
+        if not section.enabled:
             self.report('method selection skipped (method_selection.enabled: false): every molecule at levels.cheap')
+            return None
+        from .method_selection import MethodSelectionWorkChain, classifier_features_parameters
+
+        classifier = self.inputs.classifier
+        inputs = {
+            'structures': {key: orm.load_node(pk) for key, pk in self.ctx.molecules.items()},
+            'code': self.inputs.code,
+            'classifier': classifier,
+            'routing': orm.Dict(section.routing()),
+            'features_parameters': orm.Dict(classifier_features_parameters(classifier)),  # as it was trained
+            'batch_size': orm.Int(max(section.batch_size, math.ceil(len(self.ctx.molecules) / self.config.submission.max_jobs_in_flight))),
+            'options': orm.Dict(self._options()),
+            'metadata': {'call_link_label': 'method_selection'},
+        }
+        node = self.submit(MethodSelectionWorkChain, **inputs)
+        self.report(f'method selection: routing {len(self.ctx.molecules)} molecules in {node.process_label}<{node.pk}>')
+        return ToContext(routing=node)
+
+    def inspect_method_selection(self):
+        """Apply the routes as the config says (``apply_routing``: which molecules are excluded or flagged, and why)."""
+        section = self.config.method_selection
+        if section.enabled:
+            node = self.ctx.routing
+            if 'summary' not in node.outputs:
+                return self.exit_codes.ERROR_METHOD_SELECTION_FAILED.format(message=node.exit_message or '')
+            keys = orm.List(sorted(self.ctx.molecules))
+            applied = apply_routing(
+                node.outputs.summary, orm.Dict({'multireference': section.multireference}), keys,
+                metadata={'call_link_label': 'routing'},
+            )  # fmt: skip
+            self.ctx.routing_record = applied.pk
+            excluded = set(applied['excluded'])
+            self.ctx.molecules = {key: pk for key, pk in self.ctx.molecules.items() if key not in excluded}
+            if self.config.target == 'property':
+                self.ctx.candidates = dict(self.ctx.molecules)
+            self.report(
+                f'method selection: {len(applied["excluded"])} multireference molecules excluded '
+                f'{applied["excluded"]}, {len(applied["flagged"])} flagged {applied["flagged"]}, '
+                f'{len(applied["unrouted"])} not routed (features failed) {applied["unrouted"]}'
+            )
+            if not self.ctx.molecules:
+                return self.exit_codes.ERROR_METHOD_SELECTION_FAILED.format(
+                    message=f'every molecule was routed multireference and excluded ({applied.pk}); set '
+                    'method_selection.multireference: flag to keep them'
+                )
         self._stage('reference')
+        return None
 
     def choose_initial(self):
         config = self.config
@@ -664,6 +735,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         nodes = {'model': orm.load_node(self.ctx.model), 'dataset': orm.load_node(self.ctx.dataset)}
         if self.ctx.get('screening'):
             nodes['screening'] = orm.load_node(self.ctx.screening)
+        if self.ctx.get('routing_record'):
+            nodes['routing'] = orm.load_node(self.ctx.routing_record)
         history = [{'iteration': 0, 'labels': self.ctx.initial_labels, 'validation_error': self.ctx.initial_error}]
         history += list(self.ctx.history)
         history[-1]['stop_reason'] = self.ctx.stop_reason

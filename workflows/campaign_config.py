@@ -250,9 +250,25 @@ class ScreeningConfig(_Section):
 
 
 class MethodSelectionConfig(_Section):
-    """Routing each molecule to a level by a classifier before labelling (``mlqm.method_selection``)."""
+    """Routing each molecule by a classifier before labelling (``mlqm.method_selection``, the shipped classifier unless
+    the work chain is given another): molecules with P(MR) at or above the threshold are multireference, which
+    single-reference labels (HF, DFT, CCSD(T)) describe badly, and are excluded from the campaign or kept and flagged."""
 
     enabled: bool = pydantic.Field(False, description='route molecules with mlqm.method_selection before labelling')
+    multireference: t.Literal['exclude', 'flag'] = pydantic.Field(
+        'exclude', description='exclude: never labelled or screened; flag: labelled at levels.cheap and listed as MR'
+    )
+    mr_threshold: float | None = pydantic.Field(
+        None, ge=0, le=1, description="P(MR) at or above which a molecule is multireference; None: the classifier's"
+    )
+    batch_size: int = pydantic.Field(30, ge=1, description='molecules per features job')
+
+    def routing(self) -> dict[str, t.Any]:
+        """The ``mlqm.method_selection`` routing rule (``RoutingRule``) of this section."""
+        rule: dict[str, t.Any] = {'multireference_action': self.multireference}
+        if self.mr_threshold is not None:
+            rule['mr_threshold'] = self.mr_threshold
+        return rule
 
 
 class SubmissionConfig(_Section):
@@ -315,16 +331,10 @@ class CampaignConfig(_Section):
             self.active_learning.model_fields_set
         ):
             problems.append('active_learning.expensive_fraction needs levels.expensive')
-        if self.method_selection.enabled:
-            where = (
-                'mlqm.campaign does not run it yet: route the library first with `mlqm route` and keep the molecules '
-                'it sends to levels.cheap'
-                if method_selection_available()
-                else 'the mlqm.method_selection work chain is not installed'
-            )
+        if self.method_selection.enabled and not method_selection_available():
             problems.append(
-                f'method_selection.enabled: {where}; set it to false (molecules are then labelled at levels.cheap as '
-                'given, and the campaign records the stage as skipped)'
+                'method_selection.enabled: the mlqm.method_selection work chain is not installed; set it to false '
+                '(molecules are then labelled at levels.cheap as given, and the campaign records the stage as skipped)'
             )
         if problems:
             raise ValueError('; '.join(problems))

@@ -12,6 +12,8 @@
   farthest-point before the first Δ model);
 - ``with_objective``: a dataset plus the per-molecule property (e.g. the HOMO-LUMO gap) read from each row's result;
 - ``rank_library`` / ``screening_summary``: lower-confidence-bound ranking and predicted-vs-computed of the top k;
+- ``apply_routing``: the method-selection routes applied as the config says (multireference molecules excluded or
+  flagged);
 - ``campaign_report``: the numbers of the campaign, from the nodes above.
 """
 
@@ -101,7 +103,8 @@ def campaign_parameters(config: orm.Dict) -> dict[str, orm.Dict]:
 
 @calcfunction
 def choose_initial_set(parameters: orm.Dict, **candidates: orm.StructureData) -> orm.Dict:
-    """A fixed validation set drawn at random (so its error is unbiased) and a diverse initial set among the rest: one
+    """A fixed validation set drawn at random (so its error is unbiased; a structure is skipped when its element would
+    be left in the validation set only) and a diverse initial set among the rest: one
     structure per element (rarest first, seeded), then farthest-point sampling on AEV descriptors. ``parameters``:
     ``initial_size``, ``validation_size``, ``seed``."""
     from ..models.descriptors import aev_descriptors
@@ -111,7 +114,22 @@ def choose_initial_set(parameters: orm.Dict, **candidates: orm.StructureData) ->
     keys = sorted(candidates)
     validation_size = min(int(values['validation_size']), max(len(keys) // 3, 1))
     order = np.random.default_rng(int(values['seed'])).permutation(len(keys))
-    validation = sorted(keys[i] for i in order[:validation_size])
+    # a seeded random draw, skipping a structure whose element would then be left in the validation set only (the
+    # committee, trained on the rest, could not predict it)
+    elements = {key: set(candidates[key].get_symbols_set()) for key in keys}
+    outside = {}
+    for key in keys:
+        for element in elements[key]:
+            outside[element] = outside.get(element, 0) + 1
+    validation = []
+    for i in order:
+        if len(validation) == validation_size:
+            break
+        if all(outside[element] > 1 for element in elements[keys[i]]):
+            validation.append(keys[i])
+            for element in elements[keys[i]]:
+                outside[element] -= 1
+    validation = sorted(validation)
     rest = [key for key in keys if key not in set(validation)]
     structures = _structures_of(candidates, rest)
     # every element first: a model never trained on an element predicts nonsense for every molecule that has it
@@ -367,6 +385,28 @@ def screening_summary(ranking: orm.Dict, verified: DatasetData, objective: orm.S
 
 
 @calcfunction
+def apply_routing(summary: orm.Dict, parameters: orm.Dict, keys: orm.List) -> orm.Dict:
+    """What the campaign does with each molecule's route (``summary``: the ``mlqm.method_selection`` decisions by
+    molecule key). ``parameters``: ``multireference`` (``exclude``: never labelled or screened; ``flag``: kept and
+    listed). Molecules of ``keys`` without a decision (their features job failed) are kept and listed as unrouted."""
+    decisions = summary.get_dict()
+    action = parameters['multireference']
+    multireference = sorted(key for key in keys.get_list() if (decisions.get(key) or {}).get('route') == 'multireference')
+    unrouted = sorted(key for key in keys.get_list() if key not in decisions)
+    return orm.Dict(
+        {
+            'multireference_action': action,
+            'excluded': multireference if action == 'exclude' else [],
+            'flagged': multireference if action == 'flag' else [],
+            'unrouted': unrouted,
+            'kept': sorted(key for key in keys.get_list() if action != 'exclude' or key not in set(multireference)),
+            'p_mr': {key: decisions[key].get('p_mr') for key in sorted(decisions)},
+            'reasons': {key: decisions[key].get('reason') for key in multireference},
+        }
+    )
+
+
+@calcfunction
 def campaign_report(history: orm.List, **nodes) -> orm.Dict:
     """What the campaign did: per iteration labels, validation error and uncertainty, why it stopped, screening."""
     history_values = history.get_list()
@@ -377,6 +417,9 @@ def campaign_report(history: orm.List, **nodes) -> orm.Dict:
         report['stop_reason'] = history_values[-1].get('stop_reason')
     if 'screening' in nodes:
         report['screening'] = nodes['screening'].get_dict()
+    if 'routing' in nodes:
+        routing = nodes['routing'].get_dict()
+        report['method_selection'] = {name: routing[name] for name in ('multireference_action', 'excluded', 'flagged', 'unrouted')}
     if 'model' in nodes:
         report['model_uuid'] = nodes['model'].uuid
     if 'dataset' in nodes:

@@ -78,3 +78,17 @@ def test_each_iteration_leaves_labelled_sub_runs_and_a_selection_with_reasons(ca
     dataset = results['dataset']
     uuids = set(dataset.base.attributes.get('structure_uuids'))
     assert {row['uuid'] for row in chosen} <= uuids
+
+
+def test_validation_draw_never_takes_the_last_structure_of_an_element(aiida_profile, make_structure):
+    """An element left in the validation set only would fail the campaign's first training (its committee cannot
+    predict it); the seeded draw skips such a structure and takes the next one."""
+    from aiida_mlqm.workflows.campaign_functions import choose_initial_set
+
+    names = ['H2O', 'CH4', 'C2H6', 'C2H4', 'C2H2', 'CH3OH', 'H2CO', 'CO', 'NH3']  # N only in NH3, O in four
+    candidates = {name: make_structure(name) for name in names}
+    for seed in range(12):
+        parameters = orm.Dict({'initial_size': 3, 'validation_size': 3, 'seed': seed})
+        chosen = choose_initial_set(parameters, **candidates)
+        assert len(chosen['validation']) == 3 and 'NH3' not in chosen['validation']
+        assert 'NH3' in chosen['initial']  # element coverage puts it in the initial set

@@ -101,10 +101,13 @@ def test_missing_required_section_and_unreadable_file(tmp_path):
         load_config(tmp_path / 'bad.yaml')
 
 
-def test_method_selection_request_says_how_to_route_instead():
+def test_method_selection_section_gives_the_routing_rule():
     values = example('property.yaml')
-    values['method_selection'] = {'enabled': True}
-    with pytest.raises(CampaignConfigError, match='method_selection.enabled: .*set it to false'):
+    values['method_selection'] = {'enabled': True, 'multireference': 'flag', 'mr_threshold': 0.4}
+    section = parse_config(values).method_selection
+    assert section.routing() == {'multireference_action': 'flag', 'mr_threshold': 0.4}
+    values['method_selection'] = {'enabled': True, 'multireference': 'casscf'}
+    with pytest.raises(CampaignConfigError, match='method_selection.multireference'):
         parse_config(values)
     values['method_selection'] = {'enabled': False}
     assert parse_config(values).method_selection.enabled is False
