@@ -150,6 +150,7 @@ def adaptive_trust_levels(
     quantile: float = 0.5,
     tolerance: float | None = None,
     miss_rate: float = 0.1,
+    min_support: int = 10,
     upper_ratio: float = 3.0,
     minimum: float = 0.0,
     maximum: float | None = None,
@@ -166,7 +167,9 @@ def adaptive_trust_levels(
       ``tolerance`` (the signal's unit: eV/Å for the max force spread) or, without one, the ``quantile`` of the
       held-out errors (the median by default: "as good as the committee typically is on new frames"). A spread that
       does not track the error gives a low ``lower`` (the least uncertain frames miss as often as any), so a committee
-      whose spread cannot be trusted gets no structure waved through as accurate.
+      whose spread cannot be trusted gets no structure waved through as accurate. The level needs at least
+      ``min_support`` held-out frames below it (a 10 % miss rate cannot be measured on 2 frames): with fewer, nothing
+      counts as accurate and every structure below the upper level is a candidate.
     - ``upper``: ``upper_ratio`` times the largest spread on the held-out frames (at least ``upper_ratio`` times
       ``lower``, DP-GEN's usual 0.05 / 0.15 eV/Å is a ratio of 3), capped at ``maximum`` (a physical bound a user may
       set, e.g. 1 eV/Å): a candidate that many times less certain than on any real held-out frame is more likely
@@ -192,6 +195,8 @@ def adaptive_trust_levels(
         raise ValueError(f'upper_ratio must be above 1, got {upper_ratio}')
     if not 0 <= miss_rate < 1:
         raise ValueError(f'miss_rate must be between 0 and 1, got {miss_rate}')
+    if min_support < 1:
+        raise ValueError(f'min_support must be at least 1 frame, got {min_support}')
     if tolerance is not None and not tolerance > 0:
         raise ValueError(f'tolerance must be a positive error, got {tolerance}')
     accepted = float(np.quantile(error, quantile)) if tolerance is None else float(tolerance)
@@ -202,6 +207,8 @@ def adaptive_trust_levels(
     last_of_tie = np.append(sorted_spread[1:] > sorted_spread[:-1], True)
     within = np.flatnonzero((missed <= miss_rate) & last_of_tie)
     count = int(within[-1]) + 1 if len(within) else 0
+    if count < min_support:
+        count = 0  # too few held-out frames to show the committee is accurate anywhere
     lower = max(float(sorted_spread[count - 1]) if count else 0.0, minimum, 1e-12)
     upper = upper_ratio * max(lower, float(sorted_spread[-1]))
     if maximum is not None:
@@ -216,7 +223,7 @@ def adaptive_trust_levels(
         lower=lower,
         upper=upper,
         source=f'adaptive: {count} of {len(spread)} held-out frames below lower, at most {miss_rate:.0%} of them above '
-        f'{what}',
+        f'{what} (at least {min_support} needed)',
     )
 
 

@@ -205,6 +205,9 @@ class TrustConfig(_Section):
     miss_rate: float = pydantic.Field(
         0.1, ge=0, lt=1, description='share of validation frames below the lower level allowed above the accepted error'
     )
+    min_support: int = pydantic.Field(
+        10, ge=1, description='validation frames needed below the lower level; fewer: nothing counts as accurate'
+    )
     upper_ratio: float = pydantic.Field(3.0, gt=1, description='upper level = ratio x largest validation spread')
     maximum: float | None = pydantic.Field(
         None, gt=0, description='cap of the upper level (eV/Å for potentials, property units for properties)'

@@ -177,7 +177,8 @@ def held_out_trust_levels(committee, validation: DatasetData, values: dict):
     trust = values.get('trust') or {}
     return adaptive_trust_levels(
         spread, error, quantile=trust.get('quantile', 0.5), tolerance=trust.get('tolerance'),
-        miss_rate=trust.get('miss_rate', 0.1), upper_ratio=trust.get('upper_ratio', 3.0), maximum=trust.get('maximum'),
+        miss_rate=trust.get('miss_rate', 0.1), min_support=trust.get('min_support', 10),
+        upper_ratio=trust.get('upper_ratio', 3.0), maximum=trust.get('maximum'),
     )  # fmt: skip
 
 
@@ -185,7 +186,8 @@ def held_out_trust_levels(committee, validation: DatasetData, values: dict):
 def exploration_parameters(model, validation: DatasetData, parameters: orm.Dict) -> dict[str, orm.Dict]:
     """``mlqm.predict`` explore-mode parameters for one iteration: Langevin ML-MD stopped where the committee's max
     force spread passes the lower trust level of the current committee (from ``validation``, held-out frames), as
-    DP-GEN's trust levels do, instead of a hand-tuned threshold. ``parameters``: ``explore`` (``ExploreConfig``
+    DP-GEN's trust levels do, instead of a hand-tuned threshold. A committee whose validation set cannot show it
+    accurate anywhere (``min_support``) stops every trajectory at its first check: the start region is itself uncertain. ``parameters``: ``explore`` (``ExploreConfig``
     settings without ``threshold``/``signal``), ``trust``, ``target`` (``potential``), ``seed``. Outputs:
     ``parameters`` (for the job) and ``trust`` (the levels the threshold came from)."""
     values = parameters.get_dict()

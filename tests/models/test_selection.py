@@ -95,10 +95,14 @@ def test_trust_levels_wave_nothing_through_when_the_spread_does_not_track_the_er
 def test_trust_level_edge_cases_and_bad_input():
     # ties: frames of one spread are accurate or not together
     spread, error = np.array([0.1, 0.1, 0.2, 0.3, 0.4]), np.array([0.0, 0.5, 0.1, 0.1, 0.1])
-    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.25).lower == pytest.approx(0.4)
-    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.3).lower == pytest.approx(0.4)
-    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.2).lower == pytest.approx(0.4)
-    assert adaptive_trust_levels(spread, error, tolerance=0.26, miss_rate=0.0).lower == pytest.approx(1e-12)
+    options = {'tolerance': 0.26, 'min_support': 1}
+    assert adaptive_trust_levels(spread, error, miss_rate=0.25, **options).lower == pytest.approx(0.4)
+    assert adaptive_trust_levels(spread, error, miss_rate=0.2, **options).lower == pytest.approx(0.4)
+    assert adaptive_trust_levels(spread, error, miss_rate=0.0, **options).lower == pytest.approx(1e-12)
+    # a miss rate cannot be measured on a handful of frames: below min_support nothing counts as accurate
+    few = adaptive_trust_levels(spread, np.zeros(5), tolerance=0.26)
+    assert few.lower == pytest.approx(1e-12) and 'at least 10 needed' in few.source
+    assert adaptive_trust_levels(spread, np.zeros(5), tolerance=0.26, min_support=5).lower == pytest.approx(0.4)
     levels = adaptive_trust_levels(np.array([0.1, 0.1, 0.2]), np.array([0.0, 0.5, 0.6]), tolerance=0.2)
     assert levels.lower == pytest.approx(1e-12) and 'tolerance 0.2' in levels.source  # no frame within it
     assert levels.upper == pytest.approx(0.6)
@@ -111,6 +115,8 @@ def test_trust_level_edge_cases_and_bad_input():
         adaptive_trust_levels(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match='tolerance'):
         adaptive_trust_levels(np.ones(3), np.ones(3), tolerance=0)
+    with pytest.raises(ValueError, match='min_support'):
+        adaptive_trust_levels(np.ones(3), np.ones(3), min_support=0)
     levels = TrustLevels(0.1, 0.3)
     assert list(levels.classify([0.05, 0.2, 0.5, np.nan])) == ['accurate', 'candidate', 'failed', 'failed']
     with pytest.raises(ValueError, match='lower < upper'):
