@@ -8,7 +8,9 @@ twice.
 
 Each item is stored and marked before its task goes to the broker: if the broker is away at that moment, the node
 waits as ``Created`` without a task, which ``verdi process repair`` (or ``mlqm supervise``) revives, instead of
-being submitted a second time under the same key.
+being submitted a second time under the same key. The node is stored with its key in its label (one commit with the
+node itself); the key extra and the group membership follow in later commits, so a database that goes away between
+them leaves a node the controller still finds by its label, and adopts, instead of submitting the key again.
 """
 
 from __future__ import annotations
@@ -48,9 +50,35 @@ class SubmissionController:
         )
         return query.all()
 
+    def label_of(self, key: str) -> str:
+        """The label an item's node is stored with (so it is found even when the marking after the store failed)."""
+        return f'{self.group.label}/{key}'
+
+    def _unmarked(self, marked: dict[str, int]) -> dict[str, int]:
+        """Key -> pk of nodes stored under an item's label that are not marked (key extra and group) yet."""
+        labels = {self.label_of(key): key for key in self.builders if key not in marked}
+        if not labels:
+            return {}
+        query = orm.QueryBuilder().append(
+            orm.ProcessNode, filters={'label': {'in': list(labels)}}, project=['label', 'id']
+        )
+        return {labels[label]: pk for label, pk in query.all()}
+
     def submitted(self) -> dict[str, int]:
-        """Key -> pk of every item submitted so far."""
-        return {key: pk for key, pk in self._members() if key is not None}
+        """Key -> pk of every item submitted so far (marked, or stored under its label only)."""
+        marked = {key: pk for key, pk in self._members() if key is not None}
+        return {**self._unmarked(marked), **marked}
+
+    def adopt(self) -> list[int]:
+        """Mark nodes whose marking failed half-way (stored under their label, the extra or group missing)."""
+        marked = {key: pk for key, pk in self._members() if key is not None}
+        adopted = []
+        for key, pk in self._unmarked(marked).items():
+            node = orm.load_node(pk)
+            node.base.extras.set(KEY_EXTRA, key)
+            self.group.add_nodes([node])
+            adopted.append(pk)
+        return adopted
 
     def active(self) -> int:
         return len(self._members({'attributes.process_state': {'in': list(ACTIVE_STATES)}}))
@@ -61,6 +89,7 @@ class SubmissionController:
 
     def submit_new_batch(self) -> list[int]:
         """Submit as many pending items as the limit allows; return their pks."""
+        self.adopt()
         free = self.max_concurrent - self.active()
         submitted = []
         for key in self.pending()[: max(free, 0)]:
@@ -73,6 +102,7 @@ class SubmissionController:
         from aiida.manage import get_manager
 
         runner = get_manager().get_runner()
+        builder.metadata.label = self.label_of(key)  # stored with the node: found again whatever fails below
         process = instantiate_process(runner, builder)
         runner.persister.save_checkpoint(process)
         process.close()
