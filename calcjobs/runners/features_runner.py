@@ -392,6 +392,8 @@ def run_features(mol, symbols, positions, options: dict, scf_settings: dict, res
         features['cis_triplet_lowest'] = _cis_lowest(tdscf.TDA(restricted), nstates, singlet=False)
         if options['tdhf']:
             features['tdhf_singlet_lowest'] = _rpa_lowest(tdscf.TDHF(restricted), nstates)
+    elif min(mol.nelec) == 0:  # one spin holds no electron (H atom, H2+): PySCF's UHF TDA/TDHF need both
+        features['cis_singlet_lowest'] = features['cis_triplet_lowest'] = features['tdhf_singlet_lowest'] = None
     else:
         features['cis_singlet_lowest'] = _cis_lowest(tdscf.TDA(unrestricted), nstates, singlet=None)
         features['cis_triplet_lowest'] = None

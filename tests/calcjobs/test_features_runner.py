@@ -71,6 +71,14 @@ def test_open_shell_uses_uhf_and_leaves_closed_shell_features_empty():
     assert features['t1_second_order'] > 0
 
 
+@pytest.mark.parametrize('options', [{}, {'tdhf': True}])
+def test_one_electron_systems_have_features_without_excitations(options):
+    # mlqm route on G2's H atom ended in 'cannot reshape array of size 0' from PySCF's UHF TDA (no beta electron)
+    features = features_of(['H'], [[0, 0, 0]], multiplicity=2, **options)['features']
+    assert features['unpaired_electrons'] == 1 and features['electrons'] == 1
+    assert features['cis_singlet_lowest'] is None and features['tdhf_singlet_lowest'] is None
+
+
 def test_bad_options_are_refused_by_the_plugin_and_the_runner(tmp_path):
     with pytest.raises(ParameterError, match='fod_xcc'):
         validate_feature_parameters({'features': {'fod_xcc': 'pbe'}})
