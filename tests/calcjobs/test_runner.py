@@ -124,7 +124,8 @@ def test_runner_refuses_bad_input_in_results_json(tmp_path):
     [
         ({'parameters': {**HF_STO3G, 'scf': {'callback': 'print'}}}, "'callback'"),
         ({'parameters': {**HF_STO3G, 'basis': '../basis.nw'}}, 'basis'),
-        ({'parameters': {**HF_STO3G, 'method': 'casscf'}}, 'casscf'),
+        ({'parameters': {**HF_STO3G, 'method': 'mrci'}}, 'mrci'),  # casscf runs since the multireference path
+        ({'parameters': {**HF_STO3G, 'casscf': {'ncas': 2}}}, 'only allowed with method casscf'),
         ({'checkpoint': '/etc/passwd'}, 'checkpoint'),
         ({'structures': {'a/b': WATER}}, "'a/b'"),
         ({'structures': {'w': {**WATER, 'symbols': ['O', 'H', 'import os']}}}, 'symbols'),
