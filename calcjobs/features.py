@@ -50,55 +50,66 @@ class FeatureScf(BaseModel):
     init_guess: t.Literal['minao', 'atom', 'huckel', 'hcore', '1e'] = 'minao'
 
 
-class FeatureJobParameters(BaseModel):
-    """``parameters`` of ``mlqm.features.batch``: basis, feature options, SCF settings, memory."""
+class RunnerModeParameters(BaseModel):
+    """What the features and CASSCF jobs share: a runner mode (``METHOD``) on a basis, asked of the batch job as a
+    ``LevelOfTheory`` would be; charge and multiplicity come from the structures."""
 
     model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+
+    METHOD: t.ClassVar[str]
+    charge: t.ClassVar[None] = None
+    multiplicity: t.ClassVar[None] = None
+    basis: str
+
+    def as_parameters(self) -> dict[str, t.Any]:
+        """What the fixed runner reads (its ``METHOD`` mode; charge and multiplicity from the structures)."""
+        return {**self.model_dump(), 'method': self.METHOD, 'charge': None, 'multiplicity': None, 'reference': 'auto'}
+
+    @property
+    def label(self) -> str:
+        return f'{self.METHOD}/{self.basis.lower()}'
+
+
+class FeatureJobParameters(RunnerModeParameters):
+    """``parameters`` of ``mlqm.features.batch``: basis, feature options, SCF settings, memory."""
+
+    METHOD: t.ClassVar[str] = 'features'
 
     basis: str = Field('6-31g', description="the classifier's feature basis (the shipped one: 6-31G)")
     features: FeatureOptions = FeatureOptions()
     scf: FeatureScf = FeatureScf()
     max_memory: int = Field(4000, ge=100, description='MB')
 
-    # What the batch job asks of its parameters object, as of a LevelOfTheory: charge and multiplicity come from the
-    # structures, any multiplicity is allowed, and the label names the mode and the basis.
-    charge: t.ClassVar[None] = None
-    multiplicity: t.ClassVar[None] = None
-
-    def as_parameters(self) -> dict[str, t.Any]:
-        """What the fixed runner reads (its ``features`` mode; charge and multiplicity from the structures)."""
-        data = self.model_dump()
-        return {**data, 'method': 'features', 'charge': None, 'multiplicity': None, 'reference': 'auto'}
-
     def check_molecule(self, multiplicity: int) -> str:
         """Any multiplicity is fine: the features runner picks RHF or ROHF/UHF itself."""
         return 'restricted' if multiplicity == 1 else 'unrestricted'
 
-    @property
-    def label(self) -> str:
-        return f"features/{self.basis.lower()}"
 
-
-def validate_feature_parameters(parameters: t.Any, elements: t.Iterable[str] = ()) -> FeatureJobParameters:
-    """Return the validated parameters or raise ``ParameterError`` naming the key and the fix."""
+def _validated(model: type[RunnerModeParameters], parameters: t.Any, elements: t.Iterable[str], what: str, check):
+    """``parameters`` validated as ``model`` (then its basis against ``elements``, then ``check`` of the runner, so that
+    the plugin and the compute node agree), or ``ParameterError`` naming the key and the fix."""
     if not isinstance(parameters, dict):
         raise ParameterError(f'parameters must be a dictionary, got {type(parameters).__name__}')
     try:
-        validated = FeatureJobParameters.model_validate(parameters)
+        validated = model.model_validate(parameters)
     except ValidationError as exception:
         problems = '; '.join(
             f'`{".".join(str(p) for p in error["loc"])}`: {error["msg"]}' for error in exception.errors()
         )
-        raise ParameterError(
-            f'invalid features parameters: {problems} (allowed keys: basis, features, scf, max_memory)'
-        ) from None
+        allowed = ', '.join(model.model_fields)
+        raise ParameterError(f'invalid {what} parameters: {problems} (allowed keys: {allowed})') from None
     check_basis(validated.basis, elements)
-    # the runner repeats this check on the compute node; running it here makes both agree
-    features_runner.check_options(validated.features.model_dump())
+    try:
+        check(validated)
+    except ParameterError:
+        raise
+    except ValueError as exception:
+        raise ParameterError(str(exception)) from None
     return validated
 
 
-def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
+def _validate_job_inputs(inputs: dict[str, t.Any], ctx, validate) -> str | None:
+    """The input validator of both jobs: ``validate(parameters, elements)``, then every structure's state."""
     if ctx is not None and any(port not in ctx for port in ('structures', 'parameters')):
         return None
     structures, parameters = inputs.get('structures'), inputs.get('parameters')
@@ -106,11 +117,20 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
         return None if parameters is None else 'the `structures` namespace is empty: give at least one structure'
     elements = set().union(*(structure_elements(structure) for structure in structures.values()))
     try:
-        validated = validate_feature_parameters(parameters.get_dict(), elements)
-        _entries(structures, _molecular_states(inputs), validated)
+        _entries(structures, _molecular_states(inputs), validate(parameters.get_dict(), elements))
     except (ParameterError, Rejection) as exception:
         return f'invalid inputs: {exception}'
     return None
+
+
+def validate_feature_parameters(parameters: t.Any, elements: t.Iterable[str] = ()) -> FeatureJobParameters:
+    """Return the validated parameters or raise ``ParameterError`` naming the key and the fix."""
+    check = lambda validated: features_runner.check_options(validated.features.model_dump())  # noqa: E731
+    return _validated(FeatureJobParameters, parameters, elements, 'features', check)
+
+
+def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
+    return _validate_job_inputs(inputs, ctx, validate_feature_parameters)
 
 
 class FeaturesBatchCalculation(PyscfBatchCalculation):
@@ -155,65 +175,28 @@ class CasscfOptions(BaseModel):
     conv_tol: float = Field(1e-7, ge=1e-12, le=1e-3, description='Hartree')
 
 
-class CasscfJobParameters(BaseModel):
+class CasscfJobParameters(RunnerModeParameters):
     """``parameters`` of ``mlqm.casscf.batch``: basis, active-space and CASSCF options, SCF settings, memory."""
 
-    model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+    METHOD: t.ClassVar[str] = 'casscf'
 
     basis: str = 'cc-pvdz'
     casscf: CasscfOptions = CasscfOptions()
     scf: FeatureScf = FeatureScf()
     max_memory: int = Field(4000, ge=100, description='MB')
 
-    charge: t.ClassVar[None] = None
-    multiplicity: t.ClassVar[None] = None
-
-    def as_parameters(self) -> dict[str, t.Any]:
-        data = self.model_dump()
-        return {**data, 'method': 'casscf', 'charge': None, 'multiplicity': None, 'reference': 'auto'}
-
     def check_molecule(self, multiplicity: int) -> str:
         return 'restricted' if multiplicity == 1 else 'restricted-open'
-
-    @property
-    def label(self) -> str:
-        return f"casscf/{self.basis.lower()}"
 
 
 def validate_casscf_parameters(parameters: t.Any, elements: t.Iterable[str] = ()) -> CasscfJobParameters:
     """Return the validated CASSCF job parameters or raise ``ParameterError`` naming the key and the fix."""
-    if not isinstance(parameters, dict):
-        raise ParameterError(f'parameters must be a dictionary, got {type(parameters).__name__}')
-    try:
-        validated = CasscfJobParameters.model_validate(parameters)
-    except ValidationError as exception:
-        problems = '; '.join(
-            f'`{".".join(str(p) for p in error["loc"])}`: {error["msg"]}' for error in exception.errors()
-        )
-        raise ParameterError(
-            f'invalid CASSCF parameters: {problems} (allowed keys: basis, casscf, scf, max_memory)'
-        ) from None
-    check_basis(validated.basis, elements)
-    try:
-        features_runner.check_casscf_options(validated.casscf.model_dump())
-    except ValueError as exception:
-        raise ParameterError(str(exception)) from None
-    return validated
+    check = lambda validated: features_runner.check_casscf_options(validated.casscf.model_dump())  # noqa: E731
+    return _validated(CasscfJobParameters, parameters, elements, 'CASSCF', check)
 
 
 def _validate_casscf_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
-    if ctx is not None and any(port not in ctx for port in ('structures', 'parameters')):
-        return None
-    structures, parameters = inputs.get('structures'), inputs.get('parameters')
-    if not structures or parameters is None:
-        return None if parameters is None else 'the `structures` namespace is empty: give at least one structure'
-    elements = set().union(*(structure_elements(structure) for structure in structures.values()))
-    try:
-        validated = validate_casscf_parameters(parameters.get_dict(), elements)
-        _entries(structures, _molecular_states(inputs), validated)
-    except (ParameterError, Rejection) as exception:
-        return f'invalid inputs: {exception}'
-    return None
+    return _validate_job_inputs(inputs, ctx, validate_casscf_parameters)
 
 
 class CasscfBatchCalculation(FeaturesBatchCalculation):
