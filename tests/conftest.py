@@ -16,6 +16,15 @@ from service_fixtures import IN_CI, require_service  # noqa: E402,F401
 
 
 @pytest.fixture(scope='session')
+def aiida_profile(aiida_profile):
+    """aiida-core's test profile, with its SQLite database in write-ahead-log mode as ``mlqm setup`` makes it."""
+    from aiida_mlqm.services.profiles import use_write_ahead_log
+
+    use_write_ahead_log(aiida_profile)
+    return aiida_profile
+
+
+@pytest.fixture(scope='session')
 def make_structure():
     """The one factory of test molecules: an unstored non-periodic ``StructureData`` with attributes.
 

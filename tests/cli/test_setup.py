@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 import subprocess
 import sys
 
@@ -20,6 +21,9 @@ def test_setup_embedded_is_idempotent(tmp_path):
     assert codes.stdout.count('mlqm-python@localhost') == 1
     computers = subprocess.run([verdi, '-p', 'embedded-test', 'computer', 'list', '-a'], env=env, capture_output=True, text=True)
     assert computers.stdout.count('localhost') == 1
+    # The SQLite file commits through a write-ahead log (one sync a commit instead of a journal file made and deleted).
+    database = tmp_path / 'mlqm' / 'storage' / 'embedded-test' / 'database.sqlite'
+    assert sqlite3.connect(database).execute('PRAGMA journal_mode').fetchone() == ('wal',)
 
 
 def test_setup_refuses_a_profile_name_that_is_a_path(tmp_path):
