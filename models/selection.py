@@ -11,6 +11,8 @@ that replays strategies on a labelled pool, and on a laptop.
   ``max_force_error`` is the error the max force spread stands for.
 - ``select_batch``: query by committee on that signal inside the trust window, with a diversity term so that a batch
   is not N copies of one region, within a label or CPU budget priced per structure.
+- ``lower_confidence_bound`` / ``probability_of_hit``: ranking a library for verification, optimistic or (with a
+  hit threshold) by the chance of a hit.
 - ``check_stop``: label or CPU budget spent, target error reached on a fixed validation set, uncertainty plateau.
 """
 
@@ -378,6 +380,35 @@ def lower_confidence_bound(value: np.ndarray, spread: np.ndarray, *, kappa: floa
     bound = value + kappa * spread if maximise else value - kappa * spread
     order = np.argsort(-bound if maximise else bound, kind='stable')
     return bound, order
+
+
+def probability_of_hit(
+    value: np.ndarray, spread: np.ndarray, threshold: float, *, maximise: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranking key for verifying the top k when a hit is defined by ``threshold``: the probability that the true value
+    is a hit, ``Phi((threshold - value) / spread)`` when minimising (``Phi((value - threshold) / spread)`` when
+    maximising), with ``spread`` the calibrated standard deviation of the error.
+
+    Sorting by it maximises the expected number of hits among the top k. Unlike the confidence bound, a large spread
+    helps only a molecule predicted on the wrong side of the threshold, and only by the chance it gives of crossing
+    it: a committee whose spread tracks its error weakly (small calibration sets, heavy-tailed spreads) no longer ranks
+    the least certain molecules first. Measured in ``python -m benchmarks active_learning``.
+
+    :return: the probabilities and the ranking (most probable hit first; equal probabilities by the predicted value).
+    """
+    from scipy.special import ndtr
+
+    value = np.asarray(value, dtype=float)
+    spread = np.maximum(np.asarray(spread, dtype=float), 1e-12)
+    if value.shape != spread.shape:
+        raise ValueError(f'one spread per value, got shapes {value.shape} and {spread.shape}')
+    if not math.isfinite(threshold):
+        raise ValueError(f'the hit threshold must be a finite value, got {threshold}')
+    margin = value - threshold if maximise else threshold - value
+    probability = ndtr(margin / spread)
+    probability[~np.isfinite(value)] = 0.0
+    order = np.lexsort((-value if maximise else value, -probability))
+    return probability, order
 
 
 @dataclasses.dataclass

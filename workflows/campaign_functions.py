@@ -340,24 +340,40 @@ def with_objective(dataset: DatasetData, objective: orm.Str, **results: orm.Dict
 
 @calcfunction
 def rank_library(predictions: orm.ArrayData, parameters: orm.Dict, keys: orm.List) -> orm.Dict:
-    """Rank molecules by the lower confidence bound of the objective; ``parameters``: ``kappa``, ``maximise``,
-    ``top_k``. ``keys``: ``[key, structure uuid]`` of the molecules in the order of the prediction rows."""
-    from ..models.selection import lower_confidence_bound
+    """Rank molecules for verification; ``parameters``: ``kappa``, ``maximise``, ``top_k``, ``hit_threshold``.
+    ``keys``: ``[key, structure uuid]`` of the molecules in the order of the prediction rows.
+
+    With a ``hit_threshold``: by the probability of a hit under the calibrated spread (``probability_of_hit``), which
+    maximises the expected hits among the top k. Without one: by the lower confidence bound ``value -/+ kappa x
+    spread``. The confidence bound also ranked by it when a threshold was set, and a committee whose spread tracks
+    its error weakly then put its least certain molecules first: on an enumerated library of 240 molecules (5 seeds,
+    32 labels, top 12) the bound found 14 hits, the probability 25, random 6 (``python -m benchmarks
+    active_learning``)."""
+    from ..models.selection import lower_confidence_bound, probability_of_hit
 
     values = parameters.get_dict()
     names = predictions.get_arraynames()
     value_name = 'property' if 'property' in names else 'energy'
     value = predictions.get_array(value_name)
     spread = predictions.get_array(f'{value_name}_spread')
-    bound, order = lower_confidence_bound(value, spread, kappa=float(values['kappa']), maximise=bool(values['maximise']))
+    maximise = bool(values['maximise'])
+    bound, order = lower_confidence_bound(value, spread, kappa=float(values['kappa']), maximise=maximise)
+    probability = None
+    threshold = values.get('hit_threshold')
+    if threshold is not None:
+        probability, order = probability_of_hit(value, spread, float(threshold), maximise=maximise)
     ranking = [
         {
             'key': keys[i][0], 'uuid': keys[i][1], 'predicted': float(value[i]), 'spread': float(spread[i]),
             'bound': float(bound[i]), 'rank': r,
+            **({} if probability is None else {'probability_of_hit': float(probability[i])}),
         }
         for r, i in enumerate(order)
-    ]
-    return orm.Dict({'ranking': ranking, 'top': [row['key'] for row in ranking[: int(values['top_k'])]], **values})
+    ]  # fmt: skip
+    rule = 'lower confidence bound' if probability is None else 'probability of a hit'
+    return orm.Dict(
+        {'ranking': ranking, 'top': [row['key'] for row in ranking[: int(values['top_k'])]], 'rule': rule, **values}
+    )
 
 
 @calcfunction

@@ -15,6 +15,7 @@ from aiida_mlqm.models.selection import (
     farthest_point_sampling,
     lower_confidence_bound,
     max_force_spread,
+    probability_of_hit,
     select_batch,
     select_random,
 )
@@ -192,6 +193,27 @@ def test_lower_confidence_bound_prefers_uncertain_near_misses():
     assert list(order) == [1, 0, 2] and bound[1] == pytest.approx(0.7)
     _, order = lower_confidence_bound(value, spread, maximise=True)
     assert order[0] == 2
+
+
+def test_probability_of_hit_does_not_rank_the_least_certain_first():
+    """Minimising with hits at <= 1.0: a confident prediction just inside the threshold beats a far miss with a huge
+    spread, which the confidence bound would put first; a near miss with some spread beats a confident far miss."""
+    value = np.array([0.9, 5.0, 1.2, 3.0])
+    spread = np.array([0.1, 6.0, 0.5, 0.01])
+    bound, lcb_order = lower_confidence_bound(value, spread, kappa=1.0)
+    assert lcb_order[0] == 1  # the bound's choice: the least certain molecule
+    probability, order = probability_of_hit(value, spread, 1.0)
+    assert list(order) == [0, 2, 1, 3]
+    assert probability[0] == pytest.approx(0.841, abs=1e-3) and probability[3] < 1e-6
+    # maximising mirrors it; equal probabilities fall back on the predicted value
+    probability, order = probability_of_hit(-value, spread, -1.0, maximise=True)
+    assert list(order) == [0, 2, 1, 3]
+    _, order = probability_of_hit(np.array([2.0, 3.0, 0.0]), np.zeros(3), 1.0)
+    assert list(order) == [2, 0, 1]
+    with pytest.raises(ValueError, match='one spread per value'):
+        probability_of_hit(value, spread[:2], 1.0)
+    with pytest.raises(ValueError, match='finite'):
+        probability_of_hit(value, spread, float('nan'))
 
 
 def test_stop_rules():
