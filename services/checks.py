@@ -300,6 +300,13 @@ def check_stuck_work(profile) -> list[Check]:
             f'a worker busy in a long step does not answer either: if this row stays, {repair}',
             WARNING,
         ),
+        (
+            'never-started processes',
+            found.never_started,
+            f'{repair} (or let `mlqm supervise` do it): marks them excepted so that their callers take their failure '
+            'path (a batch job\'s structures are retried alone)',
+            ERROR,
+        ),
         ('stuck calculations', found.job_ended, repair, ERROR),
         (
             'duplicate outputs',

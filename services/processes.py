@@ -6,8 +6,20 @@
   kills the top process when there is no broker, and ``core.direct``'s ``kill`` reaches the job script, not the
   Python process inside it).
 * :func:`find_stuck_work` lists what will not progress on its own: active processes that no worker holds and that
-  have no task in the broker's queue, CalcJobs whose scheduler job ended long ago, and processes with two outputs
-  (or two calls) of one label. :func:`repair` is ``verdi process repair`` with the daemon stopped first.
+  have no task in the broker's queue, processes that never started (:func:`find_never_started`), CalcJobs whose
+  scheduler job ended long ago, and processes with two outputs (or two calls) of one label. :func:`repair` is
+  ``verdi process repair`` with the daemon stopped first, after closing never-started processes
+  (:func:`close_never_started`).
+
+A process that never started is what a daemon worker killed while it launches a child leaves behind. aiida-core's
+``Process`` stores the child's node (with its inputs and the CALL link from its caller) with process state ``None``,
+then sets the state ``Created``, saves the first checkpoint, and only then sends the task to the broker; a worker that
+dies between the first two leaves a node with no process state, no checkpoint and no task. ``verdi process repair``
+looks only at Created/Waiting/Running processes and so never sees it, while the caller, reloaded from its checkpoint
+by another worker, finds that child by its link label (the reference chain's steps are idempotent) and waits for it
+for good. Marking it excepted lets the caller go on: a waiting caller checks each awaited child's ``is_terminated``
+when it is loaded and polls it every ``runner.poll.interval`` while it runs, then takes its failure path (for a batch
+job of ``mlqm.reference``: each of its structures is retried alone through the restart chain, once).
 """
 
 from __future__ import annotations
@@ -28,8 +40,14 @@ RESUMABLE_TYPES = (CALCJOB_TYPE, 'process.workflow.workchain.')
 # A CalcJob polls its scheduler at least this often; one whose job left the scheduler longer ago than this (plus its
 # computer's poll interval) without the process noticing is stuck.
 CALCJOB_GRACE_S = 120
-# A process younger than this may simply not have been picked up yet.
+# A process younger than this may simply not have been picked up yet; a node unchanged for longer than this with no
+# process state (or Created without a checkpoint) was left by a worker that died while launching it.
 PROCESS_GRACE_S = 60
+NEVER_STARTED_MESSAGE = (
+    'Never started: the daemon worker that launched this process died (killed, or its services went away) after '
+    'storing its node and before its first checkpoint, so no worker could ever run it. Marked excepted by {by} so that '
+    'its caller goes on along its failure path (the reference chain retries the structures of a failed batch alone).'
+)
 
 
 class Interrupted(Exception):
@@ -142,13 +160,14 @@ class StuckWork:
     """What :func:`find_stuck_work` found; each list holds ``(pk, why)``."""
 
     without_task: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    never_started: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     job_ended: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     duplicates: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     active: int = 0
 
     @property
     def repairable(self) -> list[int]:
-        return sorted({pk for pk, _ in self.without_task + self.job_ended})
+        return sorted({pk for pk, _ in self.without_task + self.never_started + self.job_ended})
 
 
 def find_stuck_work(profile, *, now: datetime.datetime | None = None) -> StuckWork:
@@ -156,7 +175,8 @@ def find_stuck_work(profile, *, now: datetime.datetime | None = None) -> StuckWo
 
     An active process counts as without a task when it is older than :data:`PROCESS_GRACE_S`, no daemon worker
     answers for it, and no task of the profile's queue names it. Without a broker (embedded profile) only duplicates
-    and ended jobs are looked for: there, processes run inside the command that started them.
+    and ended jobs are looked for: there, processes run inside the command that started them. Never-started processes
+    (:func:`find_never_started`) are listed apart, with the caller that waits for them.
     """
     from aiida import orm
 
@@ -183,10 +203,120 @@ def find_stuck_work(profile, *, now: datetime.datetime | None = None) -> StuckWo
         queued = set(queued_process_pks(profile))
         unreachable = [pk for pk in old if pk not in queued and not _answers(pk)]
         found.without_task = [(pk, 'no daemon worker holds it and no task in the queue names it') for pk in unreachable]
+    if profile.process_control_backend == 'core.rabbitmq':
+        found.never_started = [(item.pk, item.why) for item in find_never_started(now=now)]
     calcjobs = [pk for pk, _, _, node_type in rows if node_type.startswith(CALCJOB_TYPE)]
     found.job_ended = _calcjobs_whose_job_ended(calcjobs, now)
     found.duplicates = duplicate_links()
     return found
+
+
+@dataclasses.dataclass
+class NeverStarted:
+    """A process node that a worker stored and never brought to its first checkpoint (see the module doc)."""
+
+    pk: int
+    state: str | None  # None, or 'created' without a checkpoint
+    has_checkpoint: bool
+    resumable: bool  # a CalcJob or WorkChain (a process function never resumes: its calling step runs it again)
+    caller: int | None
+    caller_state: str | None
+    age: float
+
+    @property
+    def why(self) -> str:
+        what = 'no process state' if self.state is None else 'state Created but no checkpoint'
+        if self.caller is None:
+            waits = 'no caller'
+        elif self.caller_state in ACTIVE_STATES and self.resumable:
+            waits = f'its caller {self.caller} ({self.caller_state}) waits for it for good'
+        else:
+            waits = f'caller {self.caller} ({self.caller_state})'
+        return f'never started: {what}, unchanged for {self.age:.0f} s (its worker died while launching it); {waits}'
+
+
+def find_never_started(*, now: datetime.datetime | None = None, grace: float = PROCESS_GRACE_S) -> list[NeverStarted]:
+    """Process nodes with no process state, or ``Created`` without a checkpoint, unchanged for ``grace`` seconds.
+
+    A live worker takes both steps within milliseconds of storing the node; ``mtime`` moves with every change of the
+    node, so an unchanged node older than ``grace`` is one whose worker died. Reads only.
+    """
+    from aiida import orm
+
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    filters = {
+        'or': [
+            {'attributes.process_state': {'of_type': 'null'}},
+            {
+                'and': [
+                    {'attributes.process_state': {'==': 'created'}},
+                    {'attributes.checkpoints': {'of_type': 'null'}},
+                ]
+            },
+        ],
+        'mtime': {'<': now - datetime.timedelta(seconds=grace)},
+    }
+    rows = orm.QueryBuilder().append(orm.ProcessNode, filters=filters, project=['id']).all(flat=True)
+    found = []
+    for pk in sorted(rows):
+        node = orm.load_node(pk)
+        caller = node.caller
+        found.append(
+            NeverStarted(
+                pk=pk,
+                state=node.process_state.value if node.process_state else None,
+                has_checkpoint=node.checkpoint is not None,
+                resumable=node.node_type.startswith(RESUMABLE_TYPES),
+                caller=caller.pk if caller is not None else None,
+                caller_state=caller.process_state.value if caller is not None and caller.process_state else None,
+                age=(now - node.mtime).total_seconds(),
+            )
+        )
+    return found
+
+
+def close_never_started(
+    *, by: str, now: datetime.datetime | None = None, grace: float = PROCESS_GRACE_S
+) -> tuple[list[int], list[int]]:
+    """Put every never-started process (:func:`find_never_started`) on a path that ends.
+
+    One with a checkpoint (a CalcJob or WorkChain whose worker died after saving it) is set ``Created``: it can run
+    from that checkpoint once a task names it (``verdi process repair`` sends one; so does :func:`send_tasks`).
+    Every other one is marked excepted with :data:`NEVER_STARTED_MESSAGE` and sealed, so that its caller, which
+    checks whether its children terminated when it is loaded and polls them while it runs, takes its failure path.
+    Safe while workers run: no worker holds such a process (it never had a task).
+
+    :param by: who closes them, for the exception message (``mlqm repair``, ``mlqm supervise``).
+    :returns: ``(excepted, set_created)`` pks.
+    """
+    from aiida import orm
+    from aiida.engine import ProcessState
+
+    excepted, created = [], []
+    for item in find_never_started(now=now, grace=grace):
+        node = orm.load_node(item.pk)
+        if item.has_checkpoint and item.resumable:
+            node.set_process_state(ProcessState.CREATED)
+            node.set_process_status('Created again: its worker died while launching it; continued from its checkpoint')
+            created.append(item.pk)
+            continue
+        node.set_exception(NEVER_STARTED_MESSAGE.format(by=by))
+        node.set_process_state(ProcessState.EXCEPTED)
+        node.set_process_status(None)
+        if not node.is_sealed:
+            node.seal()
+        excepted.append(item.pk)
+    return excepted, created
+
+
+def send_tasks(pks: list[int]) -> None:
+    """Send a continue task for each process (``verdi process repair`` does this for all active ones without a task,
+    but only with the daemon stopped); for processes that no worker can hold because they never had a task."""
+    from aiida.manage import get_manager
+
+    controller = get_manager().get_process_controller()
+    for pk in pks:
+        controller.continue_process(pk, nowait=True, no_reply=True)
 
 
 def queued_process_pks(profile) -> list[int]:
@@ -294,7 +424,9 @@ def repair(profile, *, restart_daemon: bool = False, timeout: float = 600) -> li
     """``verdi process repair`` for ``profile``: recreate the tasks of active processes that have none.
 
     aiida-core needs the daemon stopped for that (workers hold their tasks unacknowledged, invisible in the queue).
-    Process functions left active by a stopped worker are marked killed first (:func:`close_orphaned_functions`).
+    Process functions left active by a stopped worker are marked killed first (:func:`close_orphaned_functions`),
+    and processes that never started are marked excepted or, with a checkpoint, set Created so that the repair queues
+    them (:func:`close_never_started`).
 
     :param restart_daemon: stop the daemon first and start it again afterwards; otherwise a running daemon is an error.
     :returns: the lines of what was done.
@@ -316,6 +448,12 @@ def repair(profile, *, restart_daemon: bool = False, timeout: float = 600) -> li
     orphans = close_orphaned_functions()
     if orphans:
         done.append(f'marked process functions {orphans} killed: their worker stopped mid-run; the caller reruns them')
+    excepted, created = close_never_started(by='mlqm repair')
+    if excepted:
+        done.append(f'marked never-started processes {excepted} excepted: their worker died while launching them; '
+                    'their callers take their failure path when the daemon runs them')
+    if created:
+        done.append(f'set never-started processes {created} Created: they have a checkpoint; the repair queues them')
     result = subprocess.run(
         [sys.executable, '-m', 'aiida', '-p', profile.name, 'process', 'repair', '--force'],
         capture_output=True,

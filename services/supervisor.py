@@ -14,9 +14,13 @@ connection of its own):
    once, so that no worker runs a process while its connections are broken or while the broker re-delivers tasks;
 2. both answer again: ``verdi process repair`` (recreates the task of every active process that has none) and start
    the daemon with the number of workers it had. Every process then continues once, from its last checkpoint;
-3. every ``check_every`` seconds in between, look for stuck work (:func:`.processes.find_stuck_work`) and log a
-   process found stuck twice in a row, unchanged in between (only logged: a worker busy in a long step does not
-   answer status requests either, so stopping every worker on that evidence would do more harm than good).
+3. every ``check_every`` seconds in between (:meth:`Supervisor.check`): close the processes that never started
+   (:func:`.processes.close_never_started`: a worker killed while launching a child leaves its node with no state, no
+   checkpoint and no task, and the caller waits for it for good): each is marked excepted, and the caller, which its
+   worker polls, takes its failure path; no daemon restart is needed. Then look for other stuck work
+   (:func:`.processes.find_stuck_work`) and log a process found stuck twice in a row, unchanged in between (only
+   logged: a worker busy in a long step does not answer status requests either, so stopping every worker on that
+   evidence would do more harm than good).
 
 Stopping workers is safe: a process continues from its last checkpoint (the daemon tests kill workers with -9).
 """
@@ -132,6 +136,30 @@ class Supervisor:
             self._note(f'started the daemon with {workers} worker(s)')
         self.state.daemon_workers = None
 
+    def _close_never_started(self) -> None:
+        """Mark never-started processes excepted (or, with a checkpoint, Created and queued): no worker holds them,
+        so this is safe while the daemon runs, and a caller held by a worker notices at its next poll."""
+        from aiida.manage import get_manager
+
+        from .processes import close_never_started, send_tasks
+
+        try:
+            excepted, created = close_never_started(by='mlqm supervise')
+        except Exception:  # noqa: BLE001 - this process's own session may have died with the server: reopen it
+            get_manager().reset_profile_storage()
+            return
+        if excepted:
+            self._note(f'marked never-started processes {excepted} excepted (their worker died while launching them): '
+                       'their callers take their failure path')
+        if created:
+            send_tasks(created)
+            self._note(f'queued never-started processes {created} again from their checkpoint')
+
+    def check(self) -> list[int]:
+        """One look for stuck work: close never-started processes, return those found stuck twice in a row."""
+        self._close_never_started()
+        return self._stuck_work()
+
     def _stuck_work(self) -> list[int]:
         """Processes found stuck in two looks in a row, unchanged in between (a busy worker may miss one answer)."""
         from aiida import orm
@@ -184,7 +212,7 @@ class Supervisor:
                 self.step()
                 if not self.state.outage and time.monotonic() - last_check > self.check_every:
                     last_check = time.monotonic()
-                    stuck = self._stuck_work()
+                    stuck = self.check()
                     if stuck:
                         # Reported, not acted on: a worker busy in a long step answers no status request either,
                         # so "no answer" alone is not proof enough to stop every worker.

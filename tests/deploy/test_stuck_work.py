@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 from service_fixtures import ProfileEnv, drop_profile, parse_status, require_services, unique_profile_name
 
@@ -69,3 +71,91 @@ def test_status_finds_orphans_and_duplicates_and_repair_revives(quiet_profile):
         """
     )
     assert made['orphan'] in queued['queued']
+
+
+# What a daemon worker killed while it launches a child leaves (aiida-core's ``Process``: the node is stored with
+# process state None, then set Created, then checkpointed, then a task is sent), made by hand; ``backdate`` makes the
+# node look unchanged for 10 minutes (the grace period of ``find_never_started`` is 60 s of unchanged ``mtime``).
+NEVER_STARTED_PRELUDE = """
+from aiida.common.links import LinkType
+from aiida.engine import ProcessState
+from aiida.manage import get_manager
+from sqlalchemy import text
+
+
+def never_started(caller, label, *, checkpoint=None, state=None):
+    node = orm.CalcJobNode()
+    node.set_process_type('aiida.calculations:mlqm.pyscf.batch')
+    node.set_process_label('PyscfBatchCalculation')
+    node.set_process_state(state)
+    if checkpoint is not None:
+        node.set_checkpoint(checkpoint)
+    node.base.links.add_incoming(caller, LinkType.CALL_CALC, label)
+    return node.store()
+
+
+def backdate(*nodes):
+    session = get_manager().get_profile_storage().get_session()
+    session.execute(text("UPDATE db_dbnode SET mtime = mtime - interval '10 minutes' WHERE id = ANY(:pks)"),
+                    {'pks': [node.pk for node in nodes]})
+    session.commit()
+"""
+
+
+def test_never_started_child_is_reported_and_closed_by_repair(quiet_profile):
+    made = quiet_profile.run_json(
+        NEVER_STARTED_PRELUDE
+        + textwrap.dedent(
+            """
+        from aiida_mlqm.services.processes import find_stuck_work
+
+        caller = orm.WorkChainNode()
+        caller.set_process_type('aiida.workflows:mlqm.reference')
+        caller.set_process_state(ProcessState.WAITING)
+        caller.store()
+        dead = never_started(caller, 'batch_00')
+        created = never_started(caller, 'batch_01', state='created')  # killed between the state and the checkpoint
+        resumable = never_started(caller, 'batch_02', checkpoint='saved state')
+        young = never_started(caller, 'batch_03')  # its worker may still be at it: left alone
+        backdate(dead, created, resumable)
+        found = find_stuck_work(get_manager().get_profile())
+        emit(caller=caller.pk, dead=dead.pk, created=created.pk, resumable=resumable.pk, young=young.pk,
+             never_started=found.never_started)
+            """
+        )
+    )
+    reported = dict(made['never_started'])
+    assert sorted(reported) == sorted([made['dead'], made['created'], made['resumable']])
+    assert f"its caller {made['caller']} (waiting) waits for it" in reported[made['dead']]
+    assert 'state Created but no checkpoint' in reported[made['created']]
+
+    status = quiet_profile.mlqm('status', '--profile', quiet_profile.name, check=False)
+    rows = parse_status(status.stdout)
+    assert status.returncode == 1
+    verdict, text = rows['never-started processes']
+    assert verdict == 'error' and 'mlqm repair' in text
+    assert text.startswith('3: ')  # the young one is not counted
+
+    repaired = quiet_profile.mlqm('repair', '--profile', quiet_profile.name)
+    assert f"never-started processes [{made['dead']}, {made['created']}] excepted" in repaired.stdout
+    after = quiet_profile.run_json(
+        f"""
+        from aiida.manage import get_manager
+        from aiida_mlqm.services.processes import queued_process_pks
+
+        nodes = {{pk: load_node(pk) for pk in {[made[key] for key in ('caller', 'dead', 'created', 'resumable', 'young')]}}}
+        emit(states={{pk: node.process_state.value if node.process_state else None for pk, node in nodes.items()}},
+             sealed={{pk: node.is_sealed for pk, node in nodes.items()}},
+             exception=nodes[{made['dead']}].exception, queued=queued_process_pks(get_manager().get_profile()))
+        """
+    )
+    states = {int(pk): state for pk, state in after['states'].items()}
+    assert states[made['dead']] == states[made['created']] == 'excepted'
+    assert after['sealed'][str(made['dead'])] and after['sealed'][str(made['created'])]
+    assert 'Never started' in after['exception'] and 'mlqm repair' in after['exception']
+    assert states[made['resumable']] == 'created'  # it has a checkpoint: queued to run from it
+    assert states[made['young']] is None
+    # The waiting caller and the resumable child got tasks: a daemon worker loads the caller, which finds its
+    # children terminated and goes on.
+    assert made['caller'] in after['queued'] and made['resumable'] in after['queued']
+    assert made['dead'] not in after['queued']
