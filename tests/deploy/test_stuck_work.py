@@ -159,3 +159,85 @@ def test_never_started_child_is_reported_and_closed_by_repair(quiet_profile):
     # children terminated and goes on.
     assert made['caller'] in after['queued'] and made['resumable'] in after['queued']
     assert made['dead'] not in after['queued']
+
+
+@pytest.fixture(scope='module')
+def launch_profile(tmp_path_factory):
+    """A production profile of its own whose daemon the test starts: the one test that uses it runs a real chain."""
+    require_services()
+    profile = ProfileEnv(unique_profile_name('mlqm-launch'), tmp_path_factory.mktemp('aiida-launch'))
+    try:
+        profile.mlqm('setup', '--detect', '--profile', profile.name)
+        yield profile
+    finally:
+        drop_profile(profile)
+
+
+@pytest.mark.slow
+def test_worker_killed_while_launching_a_batch_then_supervisor_lets_the_chain_finish(launch_profile):
+    """A real ``mlqm.reference`` chain on H2 (HF/STO-3G) whose worker dies the moment it launches the batch job,
+    exactly where aiida-core left the child's node stored with no state: the worker that takes the chain over waits
+    for that batch for good, until the supervisor's look closes it; the chain then retries H2 alone and finishes,
+    with exactly one successful calculation of H2."""
+    submitted = launch_profile.run_json(
+        """
+        from aiida_mlqm.provenance.structures import g2_structure
+
+        node = submit(WorkflowFactory('mlqm.reference'), structures={'h2': g2_structure('H2')},
+                      parameters=Dict({'method': 'hf', 'basis': 'sto-3g'}), code=load_code('mlqm-python@localhost'))
+        emit(pk=node.pk)
+        """
+    )
+    chain = submitted['pk']
+    # A worker (the daemon's own code, in the foreground) that dies the moment the batch job's node is stored.
+    doomed = launch_profile.run(
+        f"""
+        import os
+        from aiida.engine.daemon.worker import start_daemon_worker
+
+        def die(self, from_state):
+            os._exit(9)
+
+        CalculationFactory('mlqm.pyscf.batch').on_entered = die
+        start_daemon_worker(foreground=True, profile_name={launch_profile.name!r})
+        """,
+        timeout=240,
+    )
+    assert doomed.returncode == 9, f'{doomed.stdout[-3000:]}\n{doomed.stderr[-3000:]}'
+    launch_profile.verdi('daemon', 'start', '1', timeout=120)
+    result = launch_profile.run_json(
+        NEVER_STARTED_PRELUDE
+        + textwrap.dedent(
+            f"""
+            from aiida_mlqm.services.supervisor import Supervisor
+
+            chain = load_node({chain})
+            batch = chain.base.links.get_outgoing(link_label_filter='batch_00').one().node
+            left = dict(state=batch.process_state, checkpoint=batch.checkpoint, sealed=batch.is_sealed)
+            # The daemon's worker reloads the chain, which finds its batch by its link label and waits for it.
+            deadline = time.time() + 180
+            while f'Waiting for child processes: {{batch.pk}}' not in (chain.process_status or ''):
+                assert time.time() < deadline, f'chain {{chain.pk}}: {{chain.process_state}} {{chain.process_status}}'
+                time.sleep(0.5)
+            backdate(batch)  # as if the supervisor looked after the 60 s grace period
+            supervisor = Supervisor(get_manager().get_profile())
+            supervisor.check()
+            wait(chain, timeout=240)
+            calculations = [
+                node for node in chain.called_descendants
+                if isinstance(node, orm.CalcJobNode) and node.is_finished_ok
+            ]
+            emit(left=left, batch=batch.pk, batch_state=batch.process_state.value, exception=batch.exception,
+                 events=supervisor.state.events, ok=chain.is_finished_ok, exit_status=chain.exit_status,
+                 frames=len(chain.outputs.dataset) if 'dataset' in chain.outputs else None,
+                 calculations=[(node.process_label, node.pk) for node in calculations])
+            """
+        ),
+        timeout=540,
+    )
+    assert result['left'] == {'state': None, 'checkpoint': None, 'sealed': False}
+    assert result['batch_state'] == 'excepted' and 'Never started' in result['exception']
+    assert any(f"never-started processes [{result['batch']}] excepted" in event for event in result['events'])
+    assert result['ok'], (result, launch_profile.daemon_log())
+    assert result['frames'] == 1
+    assert len(result['calculations']) == 1, result['calculations']  # H2 computed once, by its retry
