@@ -33,7 +33,8 @@ def cmd_repair(profile_name, restart_daemon):
     """Recreate the broker task of every active process that has none (`verdi process repair`).
 
     `mlqm status` says when this is needed: processes Created/Waiting that no worker holds, calculations whose
-    scheduler job ended long ago.
+    scheduler job ended long ago, processes that never started (a worker died while launching them: they are
+    marked excepted first, so that the chains waiting for them take their failure path).
     """
     from ..services.processes import repair
 

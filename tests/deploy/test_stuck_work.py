@@ -161,6 +161,40 @@ def test_never_started_child_is_reported_and_closed_by_repair(quiet_profile):
     assert made['dead'] not in after['queued']
 
 
+
+def test_supervisor_closes_never_started_children_without_stopping_anything(quiet_profile):
+    """The supervisor's look does what ``mlqm repair`` does for never-started processes, with no daemon restart:
+    the one with a checkpoint gets its task straight away (``verdi process repair`` would need the daemon stopped)."""
+    result = quiet_profile.run_json(
+        NEVER_STARTED_PRELUDE
+        + textwrap.dedent(
+            """
+            from aiida_mlqm.services.processes import queued_process_pks
+            from aiida_mlqm.services.supervisor import Supervisor
+
+            caller = orm.WorkChainNode()
+            caller.set_process_type('aiida.workflows:mlqm.reference')
+            caller.set_process_state(ProcessState.WAITING)
+            caller.store()
+            dead = never_started(caller, 'batch_00')
+            resumable = never_started(caller, 'batch_01', checkpoint='saved state')
+            backdate(dead, resumable)
+            profile = get_manager().get_profile()
+            supervisor = Supervisor(profile)
+            supervisor.check()
+            emit(dead=dead.pk, resumable=resumable.pk, dead_state=load_node(dead.pk).process_state.value,
+                 resumable_state=load_node(resumable.pk).process_state.value, queued=queued_process_pks(profile),
+                 events=supervisor.state.events)
+            """
+        )
+    )
+    assert result['dead_state'] == 'excepted'
+    assert result['resumable_state'] == 'created' and result['resumable'] in result['queued']
+    events = ' | '.join(result['events'])
+    assert f"never-started processes [{result['dead']}] excepted" in events
+    assert f"queued never-started processes [{result['resumable']}] again" in events
+
+
 @pytest.fixture(scope='module')
 def launch_profile(tmp_path_factory):
     """A production profile of its own whose daemon the test starts: the one test that uses it runs a real chain."""
