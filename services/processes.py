@@ -235,6 +235,12 @@ class NeverStarted:
         return f'never started: {what}, unchanged for {self.age:.0f} s (its worker died while launching it); {waits}'
 
 
+def never_started(node) -> bool:
+    """Whether ``node`` was closed by :func:`close_never_started`: it ran nothing, so running its inputs again (for
+    example a retry chain under a new link label) computes nothing twice."""
+    return bool(node.is_excepted and (node.exception or '').startswith(NEVER_STARTED_MESSAGE.split(':')[0] + ':'))
+
+
 def find_never_started(*, now: datetime.datetime | None = None, grace: float = PROCESS_GRACE_S) -> list[NeverStarted]:
     """Process nodes with no process state, or ``Created`` without a checkpoint, unchanged for ``grace`` seconds.
 

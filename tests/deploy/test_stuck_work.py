@@ -138,12 +138,13 @@ def test_never_started_child_is_reported_and_closed_by_repair(quiet_profile):
 
     repaired = quiet_profile.mlqm('repair', '--profile', quiet_profile.name)
     assert f"never-started processes [{made['dead']}, {made['created']}] excepted" in repaired.stdout
+    pks = [made[key] for key in ('caller', 'dead', 'created', 'resumable', 'young')]
     after = quiet_profile.run_json(
         f"""
         from aiida.manage import get_manager
         from aiida_mlqm.services.processes import queued_process_pks
 
-        nodes = {{pk: load_node(pk) for pk in {[made[key] for key in ('caller', 'dead', 'created', 'resumable', 'young')]}}}
+        nodes = {{pk: load_node(pk) for pk in {pks}}}
         emit(states={{pk: node.process_state.value if node.process_state else None for pk, node in nodes.items()}},
              sealed={{pk: node.is_sealed for pk, node in nodes.items()}},
              exception=nodes[{made['dead']}].exception, queued=queued_process_pks(get_manager().get_profile()))
@@ -243,6 +244,7 @@ def test_worker_killed_while_launching_a_batch_then_supervisor_lets_the_chain_fi
         NEVER_STARTED_PRELUDE
         + textwrap.dedent(
             f"""
+            from aiida_mlqm.services.processes import never_started as closed_as_never_started
             from aiida_mlqm.services.supervisor import Supervisor
 
             chain = load_node({chain})
@@ -262,6 +264,7 @@ def test_worker_killed_while_launching_a_batch_then_supervisor_lets_the_chain_fi
                 if isinstance(node, orm.CalcJobNode) and node.is_finished_ok
             ]
             emit(left=left, batch=batch.pk, batch_state=batch.process_state.value, exception=batch.exception,
+                 closed=closed_as_never_started(batch),
                  events=supervisor.state.events, ok=chain.is_finished_ok, exit_status=chain.exit_status,
                  frames=len(chain.outputs.dataset) if 'dataset' in chain.outputs else None,
                  calculations=[(node.process_label, node.pk) for node in calculations])
@@ -270,7 +273,7 @@ def test_worker_killed_while_launching_a_batch_then_supervisor_lets_the_chain_fi
         timeout=540,
     )
     assert result['left'] == {'state': None, 'checkpoint': None, 'sealed': False}
-    assert result['batch_state'] == 'excepted' and 'Never started' in result['exception']
+    assert result['batch_state'] == 'excepted' and 'Never started' in result['exception'] and result['closed']
     assert any(f"never-started processes [{result['batch']}] excepted" in event for event in result['events'])
     assert result['ok'], (result, launch_profile.daemon_log())
     assert result['frames'] == 1
