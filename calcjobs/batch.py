@@ -16,6 +16,7 @@ from aiida.engine import CalcJobProcessSpec
 from ..chemistry.level import LevelOfTheory, ParameterError
 from ..chemistry.molecule import Rejection
 from ..exit_codes import declare
+from ..provenance.dataset import DatasetData
 from .molecule import structure_to_runner_entry
 from .pyscf import BasePyscfCalculation, structure_elements
 
@@ -88,6 +89,11 @@ def _validate_inputs(inputs: dict[str, t.Any], ctx) -> str | None:
 class PyscfBatchCalculation(BasePyscfCalculation):
     """Many molecules with the same PySCF parameters in one job; each structure isolated."""
 
+    # The parser also returns the structures that succeeded as one ``DatasetData`` (``dataset``): the rows a chain
+    # hands on, one output node instead of a calcfunction with three input links a structure. Jobs whose results
+    # are not energies of a level of theory (features, CASSCF diagnostics) set this to False.
+    DATASET_ROWS = True
+
     @classmethod
     def define(cls, spec: CalcJobProcessSpec):  # type: ignore[override]
         """Define the process specification."""
@@ -121,6 +127,13 @@ class PyscfBatchCalculation(BasePyscfCalculation):
             dynamic=True,
             required=False,
             help="Per structure that succeeded, when forces were asked for: array 'forces' (eV/Å).",
+        )
+        spec.output(
+            'dataset',
+            valid_type=DatasetData,
+            required=False,
+            help='The structures that succeeded as dataset rows (energy, forces, level), in the order of their keys; '
+            'each row names the `parameters` output that holds its full result (`result_uuids`).',
         )
         spec.output(
             'failures',

@@ -137,6 +137,7 @@ class FeaturesBatchCalculation(PyscfBatchCalculation):
     """Features for method selection of many molecules in one job; each structure isolated."""
 
     FILENAME_FEATURES_RUNNER = 'features_runner.py'
+    DATASET_ROWS = False  # features are not a level's energies
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec):  # type: ignore[override]

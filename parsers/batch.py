@@ -5,13 +5,15 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ExitCode
 
+from ..provenance.dataset import DatasetData, frame_from_result
 from .pyscf import STATUS_EXIT_CODES, PyscfParserBase, convert_result, failure_message, forces_node
 
 __all__ = ('PyscfBatchParser',)
 
 
 class PyscfBatchParser(PyscfParserBase):
-    """Attach ``parameters.<key>`` and ``forces.<key>`` of each good structure and a ``failures`` Dict.
+    """Attach ``parameters.<key>`` and ``forces.<key>`` of each good structure, their rows as one ``dataset`` (jobs
+    whose class sets ``DATASET_ROWS``) and a ``failures`` Dict.
 
     Exit status 0 when all succeeded, 710 when some failed, 430 when none did; 3xx (or the scheduler's code) when no
     results came back at all.
@@ -30,7 +32,9 @@ class PyscfBatchParser(PyscfParserBase):
         level_label = self.level_label()
         versions = results.get('versions', {})
         failures: dict[str, dict] = {}
-        keys = list(self.node.inputs.structures.keys())
+        structures = self.node.inputs.structures
+        keys = list(structures.keys())
+        rows = []
         for key in keys:
             result = results['structures'].get(key)
             if result is None:
@@ -45,9 +49,11 @@ class PyscfBatchParser(PyscfParserBase):
             status = result.get('status', 'error')
             if status == 'ok':
                 parameters, forces = convert_result(result, versions, level_label)
-                self.out(f'parameters.{key}', orm.Dict(parameters))
+                node = orm.Dict(parameters)
+                self.out(f'parameters.{key}', node)
                 if forces is not None:
                     self.out(f'forces.{key}', forces_node(forces))
+                rows.append((key, node, forces))
                 continue
             label = STATUS_EXIT_CODES.get(status, 'ERROR_PYSCF_EXCEPTION')
             failures[key] = {
@@ -59,6 +65,13 @@ class PyscfBatchParser(PyscfParserBase):
             if status == 'missing' and self.node.exit_status is not None:
                 # The scheduler says why the job ended early (e.g. 120 walltime, 110 out of memory): more specific.
                 failures[key]['exit_code'] = self.node.exit_status
+        if rows and getattr(self.node.process_class, 'DATASET_ROWS', False):
+            frames = [
+                frame_from_result(structures[key], node.get_dict(), forces, source_uuid=self.node.uuid,
+                                  result_uuid=node.uuid)
+                for key, node, forces in sorted(rows, key=lambda row: row[0])
+            ]  # fmt: skip
+            self.out('dataset', DatasetData.from_frames(frames))
         if not failures:
             return ExitCode(0)
         self.out('failures', orm.Dict(failures))

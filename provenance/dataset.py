@@ -46,6 +46,46 @@ class Frame(t.NamedTuple):
     frame_index: int | None = None
 
 
+def site_number(structure: orm.StructureData, site) -> int:
+    """Atomic number of a site of ``structure`` (its kind must be a single element)."""
+    from ase.data import atomic_numbers
+
+    kind = structure.get_kind(site.kind_name)
+    if len(kind.symbols) != 1:
+        raise ValueError(f'site kind {kind.name} is an alloy or has vacancies; molecules need one element a site')
+    return atomic_numbers[kind.symbols[0]]
+
+
+def frame_from_result(
+    structure: orm.StructureData,
+    result: t.Mapping[str, t.Any],
+    forces: np.ndarray | None,
+    *,
+    source_uuid: str,
+    result_uuid: str,
+) -> Frame:
+    """The dataset row of one ``mlqm.pyscf`` result (the ``parameters`` Dict's content, energies in eV).
+
+    The geometry is that of ``structure``, the input structure of the calculation that produced the result.
+
+    :raises ValueError: for a result whose energy is not in the dataset's unit.
+    """
+    if result.get('total_energy_units', ENERGY_UNIT) != ENERGY_UNIT:
+        raise ValueError(f'total energy in {result["total_energy_units"]}, expected {ENERGY_UNIT}')
+    return Frame(
+        numbers=np.array([site_number(structure, site) for site in structure.sites]),
+        positions=np.array([site.position for site in structure.sites]),
+        energy=float(result['total_energy']),
+        forces=forces,
+        charge=int(result.get('charge', 0)),
+        multiplicity=int(result.get('multiplicity', 1)),
+        level=result['level_of_theory'],
+        source_uuid=source_uuid,
+        structure_uuid=structure.uuid,
+        result_uuid=result_uuid,
+    )
+
+
 class DatasetData(orm.ArrayData):
     """Labelled structures (energies, optionally forces) at one or more levels of theory."""
 

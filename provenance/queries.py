@@ -45,8 +45,8 @@ STAGE_OF_WORKFLOW: dict[str, str] = {
 # Call link labels that name a stage (``screening_reference`` runs reference jobs for screening, not for training).
 STAGE_OF_CALL_LABEL: list[tuple[re.Pattern, str]] = [(re.compile(r'screening'), 'screening')]
 # Attributes the lineage reads, fetched with the walk on PostgreSQL.
-LINEAGE_ATTRIBUTES = ('num_frames', 'level_counts', 'levels', 'source_uuids', 'exit_status', 'canonical_smiles',
-                      'inchikey')  # fmt: skip
+LINEAGE_ATTRIBUTES = ('num_frames', 'level_counts', 'levels', 'source_uuids', 'structure_uuids', 'exit_status',
+                      'canonical_smiles', 'inchikey')  # fmt: skip
 ITERATION_LABEL = re.compile(r'iteration_(\d+)')  # campaigns label sub-processes iteration_NN or iteration_NN_<step>
 
 
@@ -81,11 +81,13 @@ def _project(ids: t.Iterable[int], **projections: str) -> dict[int, dict]:
 def lineage(node: orm.Node | int | str, *, method: str = 'auto') -> dict:
     """Everything behind ``node`` (a model, a dataset, predictions...): the jobs, datasets and structures it rests on.
 
-    The chain of a model: ``ModelData <- mlqm.train <- DatasetData <- assemble_dataset/merge_datasets <- per-structure
-    results <- mlqm.pyscf(.batch) jobs <- StructureData``. The structures listed are the ones whose labels reached
-    ``node``: for a batch job, the input ``structures__<key>`` of each result ``parameters__<key>`` in the lineage
-    (a structure that failed in the batch is not behind the model), plus structures fed to an assembling calcfunction
-    directly. Levels come from the datasets' per-frame ``levels`` and ``source_uuids``.
+    The chain of a model: ``ModelData <- mlqm.train <- DatasetData <- merge_datasets <- the batch jobs' own
+    ``dataset`` outputs <- mlqm.pyscf.batch jobs <- StructureData`` (and, for structures labelled one by one,
+    ``DatasetData <- assemble_dataset <- per-structure results <- mlqm.pyscf jobs``). The structures listed are the ones
+    whose labels reached ``node``: for a job that made a dataset of the lineage, its input structures that are rows of
+    that dataset (a structure that failed in the batch is not behind the model); for a job whose result
+    ``parameters__<key>`` is in the lineage, the input ``structures__<key>``; plus structures fed to an assembling
+    calcfunction directly. Levels come from the datasets' per-frame ``levels`` and ``source_uuids``.
 
     :param method: the walk of :func:`.graph.walk` (``auto``, ``sql`` or ``querybuilder``).
     """
@@ -106,9 +108,16 @@ def lineage(node: orm.Node | int | str, *, method: str = 'auto') -> dict:
     results = 0
     reference_ids = {row.id for row in reference}
     structure_type = orm.StructureData.class_node_type
+    rows_of = {
+        pk: set(values['structure_uuids'] or [])
+        for pk, values in node_attributes(graph, dataset_ids, ('structure_uuids',)).items()
+    }
     for calc in reference:
         inputs = {link.label: link.source for link in graph.incoming(calc.id) if link.type == 'input_calc'}
         for link in graph.outgoing(calc.id):
+            if link.type == 'create' and link.target in dataset_ids:  # the job's own rows
+                results += len(rows_of[link.target])
+                structures.update(pk for pk in inputs.values() if graph.nodes[pk].uuid in rows_of[link.target])
             if link.type != 'create' or not link.label.startswith('parameters'):
                 continue
             results += 1

@@ -14,8 +14,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from ..chemistry.level import canonical_label
-from ..provenance.dataset import DatasetData, Frame
-from ..units import ENERGY_UNIT
+from ..provenance.dataset import DatasetData, Frame, frame_from_result, site_number
 
 ROLES = ('parameters', 'forces', 'structure')
 # Inputs of one assembling calcfunction. AiiDA checks each new input link of an unstored process node against all
@@ -61,24 +60,15 @@ def assemble_dataset(**nodes) -> DatasetData:
     frames = []
     for key, group in sorted(_group_by_key(nodes).items()):
         structure, result = group['structure'], group['parameters']
-        values = result.get_dict()
-        if values.get('total_energy_units', ENERGY_UNIT) != ENERGY_UNIT:
-            raise ValueError(f'{key}: total energy in {values["total_energy_units"]}, expected {ENERGY_UNIT}')
         forces = group['forces'].get_array('forces') if 'forces' in group else None
-        frames.append(
-            Frame(
-                numbers=np.array([site_number(structure, site) for site in structure.sites]),
-                positions=np.array([site.position for site in structure.sites]),
-                energy=float(values['total_energy']),
-                forces=forces,
-                charge=int(values.get('charge', 0)),
-                multiplicity=int(values.get('multiplicity', 1)),
-                level=values['level_of_theory'],
-                source_uuid=result.creator.uuid,
-                structure_uuid=structure.uuid,
-                result_uuid=result.uuid,
+        try:
+            frames.append(
+                frame_from_result(
+                    structure, result.get_dict(), forces, source_uuid=result.creator.uuid, result_uuid=result.uuid
+                )
             )
-        )
+        except ValueError as exception:
+            raise ValueError(f'{key}: {exception}') from exception
     return DatasetData.from_frames(frames)
 
 
@@ -88,7 +78,9 @@ def merge_datasets(**parts) -> DatasetData:
     return DatasetData.from_frames([frame for _, part in sorted(parts.items()) for frame in part.frames()])
 
 
-def assemble_in_chunks(labelled: dict[str, dict], *, label: str = 'assemble_dataset') -> DatasetData:
+def assemble_in_chunks(
+    labelled: dict[str, dict], *, label: str = 'assemble_dataset', merge_label: str = 'merge_datasets'
+) -> DatasetData:
     """Assemble ``{key: {'structure': StructureData, 'parameters': Dict, 'forces': ArrayData | None}}``, one
     calcfunction per chunk.
 
@@ -106,17 +98,7 @@ def assemble_in_chunks(labelled: dict[str, dict], *, label: str = 'assemble_data
         parts.append(assemble_dataset(**inputs, metadata={'call_link_label': call_label}))
     if len(parts) == 1:
         return parts[0]
-    return merge_datasets(**{f'part_{i:03d}': part for i, part in enumerate(parts)}, metadata={'call_link_label': 'merge_datasets'})
-
-
-def site_number(structure: orm.StructureData, site) -> int:
-    """Atomic number of a site of ``structure`` (its kind must be a single element)."""
-    from ase.data import atomic_numbers
-
-    kind = structure.get_kind(site.kind_name)
-    if len(kind.symbols) != 1:
-        raise ValueError(f'site kind {kind.name} is an alloy or has vacancies; molecules need one element a site')
-    return atomic_numbers[kind.symbols[0]]
+    return merge_datasets(**{f'part_{i:03d}': part for i, part in enumerate(parts)}, metadata={'call_link_label': merge_label})
 
 
 @calcfunction

@@ -4,9 +4,10 @@
    ``batch.max_structures``; all batches run at once.
 2. Structures that failed inside a batch (or whose whole batch failed) are retried one by one through the
    ``mlqm.pyscf.base`` restart chain, which changes settings by failure type.
-3. The per-structure results are assembled into a ``DatasetData`` by the :func:`.dataset.assemble_dataset`
-   calcfunction (in chunks, merged by :func:`.dataset.merge_datasets`), so every row links to the calculation behind
-   it.
+3. The dataset: each batch job returns its good structures as rows (its ``dataset`` output, made by its parser);
+   the rows of structures a restart chain labelled are assembled by :func:`.dataset.assemble_dataset` from their
+   results, and the parts are merged by :func:`.dataset.merge_datasets`. One batch and no retry: the batch's own
+   dataset is the chain's. Every row names the calculation and the result node behind it.
 
 Structures that fail for good are listed in the ``failed`` output with their reason; the chain then finishes with
 exit status 710 instead of failing, so one bad molecule never sinks a campaign.
@@ -18,7 +19,7 @@ import typing as t
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.links import LinkType
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, WorkChain, calcfunction, while_
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
 from ..calcjobs.batch import is_structure_key
@@ -26,12 +27,21 @@ from ..calcjobs.molecule import structure_to_runner_entry
 from ..chemistry.level import CostError, LevelOfTheory, ParameterError
 from ..chemistry.molecule import Rejection
 from ..exit_codes import declare
+from ..services.processes import never_started
 from .batching import plan_batches
-from .dataset import assemble_in_chunks
+from .dataset import assemble_in_chunks, merge_datasets
 from .protocol import ProtocolMixin, protocol_level
 
 PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
+MAX_RELAUNCHES = 2  # launches of a restart chain that never started (see ReferenceWorkChain.inspect_retries)
 PyscfBaseWorkChain = WorkflowFactory('mlqm.pyscf.base')
+
+
+def _ending(node) -> str:
+    """How a child process ended, in words: its exit status and message, or the first line of its exception."""
+    if node.is_excepted:
+        return f'an exception: {(node.exception or "").strip().splitlines()[0] if node.exception else "unknown"}'
+    return f'exit status {node.exit_status}: {node.exit_message}'
 
 
 def validate_inputs(inputs, _):
@@ -193,7 +203,7 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
             cls.setup,
             cls.run_batches,
             cls.inspect_batches,
-            if_(cls.should_retry)(
+            while_(cls.should_retry)(
                 cls.run_retries,
                 cls.inspect_retries,
             ),
@@ -252,6 +262,7 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
         """Estimate costs and plan the batches; keep only JSON and stored nodes in the context."""
         level = LevelOfTheory.parse(self.inputs.parameters.get_dict())  # the object the validator made
         self.ctx.labelled = {}  # key -> {'parameters': pk, 'forces': pk | None}
+        self.ctx.batch_rows = []  # pks of the batch jobs' `dataset` outputs (their good structures, as rows)
         self.ctx.to_retry = {}  # key -> reason of the batch failure
         self.ctx.failed = {}  # key -> {'status', 'message', ...} for structures that failed for good
         costs = {}
@@ -321,6 +332,8 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
             results = node.outputs.parameters if 'parameters' in node.outputs else {}
             forces = node.outputs.forces if 'forces' in node.outputs else {}
             failures = node.outputs.failures.get_dict() if 'failures' in node.outputs else {}
+            if 'dataset' in node.outputs:
+                self.ctx.batch_rows.append(node.outputs.dataset.pk)
             for key in keys:
                 if key in results:
                     self.ctx.labelled[key] = {
@@ -330,19 +343,24 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
                     continue
                 failure = failures.get(key) or {
                     'status': 'batch_failed',
-                    'message': f'batch job {node.pk} ended with exit status {node.exit_status}: {node.exit_message}',
+                    'message': f'batch job {node.pk} ended with {_ending(node)}',
                 }
                 self.ctx.to_retry[key] = failure
             if not node.is_finished_ok:
-                self.report(f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}')
+                self.report(f'{node.process_label}<{node.pk}> ended with {_ending(node)}')
         if self.ctx.to_retry:
             self.report(f'{len(self.ctx.to_retry)} structure(s) failed in their batch: {sorted(self.ctx.to_retry)}')
 
     def should_retry(self):
         if self.ctx.to_retry and not self.inputs.retry_failed.value:
             self.ctx.failed.update(self.ctx.to_retry)
+            self.ctx.to_retry = {}
             return False
         return bool(self.ctx.to_retry)
+
+    def _retry_label(self, key: str) -> str:
+        attempt = self.ctx.get('relaunched', {}).get(key, 0)
+        return f'retry_{key}' if attempt == 0 else f'retry_{key}_{attempt:02d}'
 
     def run_retries(self):
         """Run each failed structure alone through the ``mlqm.pyscf.base`` restart chain."""
@@ -359,7 +377,7 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
                     },
                     'max_iterations': self.inputs.max_restarts,
                     'clean_workdir': self.inputs.clean_workdir,
-                    'metadata': {'call_link_label': f'retry_{key}'},
+                    'metadata': {'call_link_label': self._retry_label(key)},
                 }
             )
             if key in states:
@@ -367,11 +385,12 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
                     self.inputs.parameters, self.inputs.molecular_states, orm.Str(key),
                     metadata={'call_link_label': f'parameters_{key}'},
                 )
-            node = self._earlier(LinkType.CALL_WORK, f'retry_{key}')
+            label = self._retry_label(key)
+            node = self._earlier(LinkType.CALL_WORK, label)
             if node is None:
                 node = self.submit(PyscfBaseWorkChain, **inputs)
                 self.report(f'retrying `{key}` alone in {node.process_label}<{node.pk}>')
-            jobs[f'retry_{key}'] = node
+            jobs[label] = node
         return ToContext(**jobs)
 
     def _earlier(self, link_type, label: str):
@@ -385,20 +404,30 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
         return found[0] if found else None
 
     def inspect_retries(self):
+        """Record what the restart chains labelled. A chain that never started (its worker died while launching it and
+        the supervisor or ``mlqm repair`` closed it: it ran nothing) is launched again, up to
+        :data:`MAX_RELAUNCHES` times; any other failure is final."""
+        relaunch = {}
+        self.ctx.setdefault('relaunched', {})
         for key, first_failure in sorted(self.ctx.to_retry.items()):
-            node = self.ctx[f'retry_{key}']
+            node = self.ctx[self._retry_label(key)]
             if node.is_finished_ok:
                 self.ctx.labelled[key] = {
                     'parameters': node.outputs.parameters.pk,
                     'forces': node.outputs.forces.pk if 'forces' in node.outputs else None,
                 }
                 continue
+            if never_started(node) and self.ctx.relaunched.get(key, 0) < MAX_RELAUNCHES:
+                self.ctx.relaunched[key] = self.ctx.relaunched.get(key, 0) + 1
+                self.report(f'restart chain {node.pk} of `{key}` never started (its worker died): launching it again')
+                relaunch[key] = first_failure
+                continue
             self.ctx.failed[key] = {
                 'status': first_failure.get('status', 'failed'),
-                'message': f'{first_failure.get("message", "")}; retry {node.pk} ended with exit status '
-                f'{node.exit_status}: {node.exit_message}',
+                'message': f'{first_failure.get("message", "")}; retry {node.pk} ended with {_ending(node)}',
                 'retry_pk': node.pk,
             }
+        self.ctx.to_retry = relaunch
 
     def assemble(self):
         """Assemble the dataset from the labelled structures; list the failures; pick the exit status."""
@@ -420,21 +449,9 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
         if not self.ctx.labelled:
             return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED
 
-        labelled = {
-            key: {
-                'structure': self.inputs.structures[key],
-                'parameters': orm.load_node(pks['parameters']),
-                'forces': orm.load_node(pks['forces']) if pks['forces'] is not None else None,
-            }
-            for key, pks in self.ctx.labelled.items()
-        }
         dataset = self._earlier(LinkType.RETURN, 'dataset')
         if dataset is None:
-            earlier = self._earlier(LinkType.CALL_CALC, 'merge_datasets') or self._earlier(
-                LinkType.CALL_CALC, 'assemble_dataset'
-            )
-            usable = earlier is not None and earlier.is_finished_ok
-            dataset = earlier.outputs.result if usable else assemble_in_chunks(labelled)
+            dataset = self._rows()
             self.out('dataset', dataset)
         else:
             self.report(f'the dataset was already attached by an earlier run of this step: {dataset.pk} kept')
@@ -442,6 +459,39 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
         if self.ctx.failed:
             return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(failed=len(self.ctx.failed), total=total)
         return None
+
+    def _rows(self):
+        """The chain's dataset: the batch jobs' own ``dataset`` outputs, plus rows assembled for the structures the
+        restart chains labelled, merged when there is more than one part (rows batch by batch, retries last).
+
+        A part made by an earlier run of this step (see :meth:`_earlier`) is reused, never made twice.
+        """
+        parts = [orm.load_node(pk) for pk in self.ctx.get('batch_rows', [])]
+        in_batches = {uuid for part in parts for uuid in part.base.attributes.get('structure_uuids')}
+        retried = {
+            key: {
+                'structure': self.inputs.structures[key],
+                'parameters': orm.load_node(pks['parameters']),
+                'forces': orm.load_node(pks['forces']) if pks['forces'] is not None else None,
+            }
+            for key, pks in self.ctx.labelled.items()
+            if self.inputs.structures[key].uuid not in in_batches
+        }
+        if retried:
+            earlier = self._earlier(LinkType.CALL_CALC, 'merge_datasets_retried') or self._earlier(
+                LinkType.CALL_CALC, 'assemble_dataset'
+            )
+            usable = earlier is not None and earlier.is_finished_ok
+            parts.append(earlier.outputs.result if usable else assemble_in_chunks(retried, merge_label='merge_datasets_retried'))
+        if len(parts) == 1:
+            return parts[0]
+        earlier = self._earlier(LinkType.CALL_CALC, 'merge_datasets')
+        if earlier is not None and earlier.is_finished_ok:
+            return earlier.outputs.result
+        return merge_datasets(
+            **{f'part_{index:03d}': part for index, part in enumerate(parts)},
+            metadata={'call_link_label': 'merge_datasets'},
+        )
 
     def on_terminated(self):
         """Clean the remote folders of all jobs this chain ran, when asked to."""

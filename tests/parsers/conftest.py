@@ -62,7 +62,12 @@ def serialize_outputs():
         if isinstance(node, orm.ArrayData):
             return {
                 'arrays': {name: node.get_array(name).tolist() for name in sorted(node.get_arraynames())},
-                'attributes': {k: v for k, v in node.base.attributes.all.items() if not k.startswith('array|')},
+                # uuids differ from run to run: kept as how many there are (a dataset's rows name their nodes)
+                'attributes': {
+                    k: (len(v) if k.endswith('_uuids') else v)
+                    for k, v in node.base.attributes.all.items()
+                    if not k.startswith('array|')
+                },
             }
         if isinstance(node, orm.SinglefileData):
             return {'filename': node.filename, 'bytes': len(node.get_content(mode='rb'))}

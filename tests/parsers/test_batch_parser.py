@@ -15,7 +15,7 @@ EXIT = PyscfBatchCalculation.exit_codes
 
 def parse(generate_calc_job_node, make_structure, case, keys, scheduler_exit_status=None):
     inputs = {
-        'structures': {key: make_structure(H2) for key in keys},
+        'structures': {key: make_structure(WATER if key == 'water' else H2) for key in keys},
         'parameters': orm.Dict({'method': 'hf', 'basis': 'sto-3g', 'forces': True}),
     }
     node = generate_calc_job_node('mlqm.pyscf.batch', case, inputs, scheduler_exit_status)
@@ -29,6 +29,11 @@ def test_all_ok(generate_calc_job_node, make_structure):
     assert results['parameters']['water']['total_energy_units'] == 'eV'
     assert results['forces']['water'].get_array('forces').shape == (3, 3)
     assert 'failures' not in results
+    # The good structures as dataset rows, in key order, each naming its result node and the job.
+    dataset = results['dataset']
+    assert dataset.base.attributes.get('result_uuids') == [results['parameters'][key].uuid for key in ('h2', 'water')]
+    assert dataset.get_array('energy')[1] == results['parameters']['water']['total_energy']
+    assert (dataset.get_array('forces')[2:] == results['forces']['water'].get_array('forces')).all()
 
 
 def test_partial_failure_keeps_the_good_results(generate_calc_job_node, make_structure):

@@ -8,6 +8,8 @@ by the tests in this process (embedded back end) and by scripts run in a Postgre
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 from aiida import orm
 from aiida.engine import calcfunction, run_get_node
@@ -156,8 +158,25 @@ def ask_all(ids: dict) -> dict:
         'invalidate_sql': queries.invalidate(ids['water_batch'], method='sql'),
         'why': queries.why(ids['structures']['mol_0']),
         'why_unselected': queries.why(ids['structures']['mol_2']),
-        'routing': queries.routing(),
+        'routing': routing_of_chain(ids['routing']),
         'summary': queries.summary(ids['reference']),
+    }
+
+
+def routing_of_chain(record_uuid: str) -> dict:
+    """``queries.routing()`` (every routing record of the profile) narrowed to this chain's record: other tests of the
+    session may have left records of their own in the same profile."""
+    from aiida_mlqm.provenance import queries
+
+    answer = queries.routing()
+    pk = orm.load_node(record_uuid).pk
+    routes = [entry for entry in answer['routes'] if entry['record_pk'] == pk]
+    assert len(routes) <= len(answer['routes']) == sum(answer['counts'].values())
+    return {
+        **answer,
+        'routes': routes,
+        'counts': dict(sorted(collections.Counter(entry['route'] for entry in routes).items())),
+        'multireference': [entry for entry in routes if entry['route'] == 'multireference'],
     }
 
 

@@ -50,22 +50,23 @@ def test_batches_label_everything_with_provenance(mlqm_code, make_structure, tmp
         source = orm.load_node(frame.source_uuid)
         assert source.process_type == 'aiida.calculations:mlqm.pyscf.batch'
         assert structure.uuid in {n.uuid for n in source.base.links.get_incoming().all_nodes()}
-    # The dataset was made by a calcfunction whose inputs are the per-structure results and the structures
-    # themselves: it read nothing it was not given (no walk from a result to its job's inputs).
-    assemble = dataset.creator
-    assert assemble.process_label == 'assemble_dataset'
-    inputs = assemble.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
-    by_role = {}
-    for link in inputs:
-        role, _, key = link.link_label.partition('_')
-        by_role.setdefault(role, {})[key] = link.node
-    assert {node.uuid for node in by_role['parameters'].values()} == {frame.result_uuid for frame in dataset.frames()}
-    assert {node.creator.uuid for node in by_role['parameters'].values()} == {batch.uuid for batch in batches}
-    for frame in dataset.frames():
-        assert frame.structure_uuid in {node.uuid for node in by_role['structure'].values()}
-    assert {key: node.uuid for key, node in by_role['structure'].items()} == {
-        key: structure.uuid for key, structure in structures.items()
-    }
+    # Each batch job returned its good structures as rows (its `dataset` output, made by its parser from its own
+    # inputs and results); the chain merged those parts, so the merge's inputs are exactly the batches' datasets.
+    merge = dataset.creator
+    assert merge.process_label == 'merge_datasets'
+    parts = merge.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all_nodes()
+    assert {part.creator.uuid for part in parts} == {batch.uuid for batch in batches}
+    for part in parts:
+        batch = part.creator
+        inputs = {link.link_label: link.node for link in batch.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()}
+        results = batch.outputs.parameters
+        for frame in part.frames():
+            key = next(key for key, structure in batch.inputs.structures.items() if structure.uuid == frame.structure_uuid)
+            assert f'structures__{key}' in inputs
+            assert frame.result_uuid == results[key].uuid and frame.source_uuid == batch.uuid
+    assert sorted(frame.result_uuid for frame in dataset.frames()) == sorted(
+        node.uuid for batch in batches for node in batch.outputs.parameters.values()
+    )
 
     # What `verdi node graph generate <dataset>` draws: the dataset's ancestors include every batch job.
     from aiida.tools.visualization import Graph
@@ -128,20 +129,34 @@ def test_invalid_parameters_are_rejected_before_anything_runs(mlqm_code, make_st
                      code=mlqm_code)
 
 
-def test_large_sets_are_assembled_in_chunks_and_merged(mlqm_code, make_structure, monkeypatch):
-    """Above the chunk size, partial datasets are merged; rows and links are the same as in one piece."""
+def test_one_batch_returns_its_own_rows_and_chunks_merge_like_one_piece(mlqm_code, make_structure, monkeypatch):
+    """One batch and no retry: the chain's dataset is the batch job's own `dataset` output (no assembling step).
+    Assembling rows from per-structure results (what retried structures need) above the chunk size merges partial
+    datasets into the same rows as one piece."""
     from aiida_mlqm.workflows import dataset as dataset_module
 
-    monkeypatch.setattr(dataset_module, 'ASSEMBLE_CHUNK', 2)
     structures = {f'mol_{i}': make_structure(name) for i, name in enumerate(['H2O', 'NH3', 'CH4'])}
     results, node = run_reference(mlqm_code, structures, {'method': 'hf', 'basis': 'sto-3g'})
     assert node.is_finished_ok, node.exit_message
     dataset = results['dataset']
-    assert dataset.creator.process_label == 'merge_datasets'
-    parts = dataset.creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all_nodes()
+    batch = dataset.creator
+    assert batch.process_type == 'aiida.calculations:mlqm.pyscf.batch' and batch.caller.pk == node.pk
+    assert not [child for child in node.called if child.process_type.startswith('aiida.calculations:core')]
+    assert [f.structure_uuid for f in dataset.frames()] == [structures[key].uuid for key in sorted(structures)]
+
+    monkeypatch.setattr(dataset_module, 'ASSEMBLE_CHUNK', 2)
+    labelled = {
+        key: {'structure': structures[key], 'parameters': batch.outputs.parameters[key], 'forces': None}
+        for key in structures
+    }
+    merged = dataset_module.assemble_in_chunks(labelled)
+    assert merged.creator.process_label == 'merge_datasets'
+    parts = merged.creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all_nodes()
     assert sorted(len(part) for part in parts) == [1, 2]
     assert {part.creator.process_label for part in parts} == {'assemble_dataset'}
-    assert sorted(f.structure_uuid for f in dataset.frames()) == sorted(s.uuid for s in structures.values())
+    assert [f.structure_uuid for f in merged.frames()] == [f.structure_uuid for f in dataset.frames()]
+    assert np.allclose(merged.get_array('energy'), dataset.get_array('energy'))
+    assert merged.base.attributes.get('result_uuids') == dataset.base.attributes.get('result_uuids')
 
 
 def test_cost_planner_packs_by_cost_and_cap():
@@ -157,3 +172,53 @@ def test_cost_planner_packs_by_cost_and_cap():
     assert ['c'] in batches
     assert all(len(batch) <= 2 for batch in batches)
     assert np.isclose(sum(costs[k] for b in batches for k in b), 13.0)
+
+
+def test_a_restart_chain_that_never_started_is_launched_again_and_other_failures_are_final(aiida_profile):
+    """``inspect_retries`` fed faked children: a restart chain its dying worker never started (closed by the supervisor
+    or ``mlqm repair``: it ran nothing) is launched again under a new label, at most ``MAX_RELAUNCHES`` times; a chain
+    that ran and failed is final, and its failure names how it ended."""
+    import types
+
+    from aiida.common import AttributeDict
+    from aiida.engine import ProcessState
+    from aiida_mlqm.services.processes import NEVER_STARTED_MESSAGE
+    from aiida_mlqm.workflows.reference import MAX_RELAUNCHES, ReferenceWorkChain
+
+    def child(exception=None, exit_status=None):
+        node = orm.WorkflowNode()
+        node.set_process_type('aiida.workflows:mlqm.pyscf.base')
+        if exception is not None:
+            node.set_process_state(ProcessState.EXCEPTED)
+            node.set_exception(exception)
+        else:
+            node.set_process_state(ProcessState.FINISHED)
+            node.set_exit_status(exit_status)
+            node.set_exit_message('ERROR_MAXIMUM_ITERATIONS_EXCEEDED')
+        return node.store()
+
+    reports = []
+    chain = types.SimpleNamespace(
+        ctx=AttributeDict({'to_retry': {'a': {'status': 'batch_failed', 'message': 'batch 1'},
+                                        'b': {'status': 'scf_not_converged', 'message': 'SCF'}},
+                           'labelled': {}, 'failed': {}}),
+        report=reports.append,
+    )  # fmt: skip
+    chain._retry_label = types.MethodType(ReferenceWorkChain._retry_label, chain)
+    never = NEVER_STARTED_MESSAGE.format(by='the supervisor')
+    chain.ctx['retry_a'] = child(exception=never)
+    chain.ctx['retry_b'] = child(exit_status=401)
+    ReferenceWorkChain.inspect_retries(chain)
+    assert chain.ctx.to_retry == {'a': {'status': 'batch_failed', 'message': 'batch 1'}}
+    assert chain._retry_label('a') == 'retry_a_01'
+    assert chain.ctx.failed['b']['message'] == 'SCF; retry {} ended with exit status 401: ERROR_MAXIMUM_ITERATIONS_EXCEEDED'.format(
+        chain.ctx['retry_b'].pk
+    )
+    assert 'never started' in reports[0]
+
+    for attempt in range(1, MAX_RELAUNCHES + 1):  # it keeps never starting: relaunched until the limit, then final
+        chain.ctx[chain._retry_label('a')] = child(exception=never)
+        ReferenceWorkChain.inspect_retries(chain)
+        assert ('a' in chain.ctx.to_retry) == (attempt < MAX_RELAUNCHES)
+    assert chain.ctx.failed['a']['message'].startswith('batch 1; retry ')
+    assert 'an exception: Never started' in chain.ctx.failed['a']['message']

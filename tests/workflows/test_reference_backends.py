@@ -63,7 +63,7 @@ def test_reference_chain_on_postgres_and_daemon(psql_daemon_profile):
     assert result['storage'] == 'PsqlDosBackend'
 
     listing = psql_daemon_profile.verdi('process', 'list', '-a', '-p', '1').stdout
-    assert 'ReferenceWorkChain' in listing and 'PyscfBatchCalculation' in listing and 'assemble_dataset' in listing
+    assert 'ReferenceWorkChain' in listing and 'PyscfBatchCalculation' in listing and 'merge_datasets' in listing
     report = psql_daemon_profile.verdi('process', 'report', str(result['pk'])).stdout
     assert 'batch job(s)' in report and 'labelled 3 of 3 structures' in report
 
