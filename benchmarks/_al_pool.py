@@ -8,7 +8,7 @@ strategy only decides which labels it may look at. Three pools:
   600-1000 K on a committee trained on a few normal-mode samples (which wanders off into regions the harmonic picture
   never visits, as exploration does); HF/STO-3G energies and forces on every frame. ``groups`` names molecule and
   regime (``H2O/300K``, ``H2O/ml-md``).
-- ``multifidelity``: H2O, NH3 and CH4 normal-mode samples, most at 300 K and fewer at 600 and 1000 K, with
+- ``multifidelity``: H2O, NH3, CH4, H2CO and C2H4 normal-mode samples, most at 300 K and fewer at 600 and 1000 K, with
   HF/6-31G* energies and CCSD(T)/6-31G* energies (frozen core) on every frame.
 - ``screening``: closed-shell G2 molecules of H, C, N, O (ASE's geometries) with the HF/STO-3G HOMO-LUMO gap.
 - ``screening_library``: an enumerated ``R1-core-R2`` library of C, H, N, O molecules (RDKit, at most 6 heavy atoms;
@@ -31,7 +31,7 @@ from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 CACHE = pathlib.Path(__file__).parent / 'cache'
 POTENTIAL_MOLECULES = ('H2O', 'NH3', 'CH4', 'H2CO', 'CH3OH')
-MULTIFIDELITY_MOLECULES = ('H2O', 'NH3', 'CH4')
+MULTIFIDELITY_MOLECULES = ('H2O', 'NH3', 'CH4', 'H2CO', 'C2H4')
 #: Normal-mode samples per temperature. Most frames are near equilibrium (300 K), as in a pool that MD generates: the
 #: hot frames (and the ML-MD excursions of the potential pool) are the rare part of the explored region.
 POTENTIAL_COUNTS = {300.0: 150, 600.0: 40, 1000.0: 40}
@@ -191,7 +191,7 @@ def potential_pool(quick: bool = False, log=print) -> pathlib.Path:
 
 def multifidelity_pool(quick: bool = False, log=print) -> pathlib.Path:
     """Normal-mode samples with HF/6-31G* and CCSD(T)/6-31G* energies on every frame."""
-    path = CACHE / f'multifidelity_v2{"_quick" if quick else ""}.npz'
+    path = CACHE / f'multifidelity_v3{"_quick" if quick else ""}.npz'
     if path.exists():
         return path
     counts = MULTIFIDELITY_COUNTS_QUICK if quick else MULTIFIDELITY_COUNTS
