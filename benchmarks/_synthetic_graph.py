@@ -2,16 +2,15 @@
 
 Rows go in through ``StorageBackend.bulk_insert`` (what ``verdi archive import`` uses), so ``db_dbnode`` and
 ``db_dblink`` hold exactly what AiiDA writes: the node types, process types, attributes and link labels/types of the
-real jobs (``mlqm.pyscf.batch`` with ``structures__<key>`` inputs and ``parameters__<key>`` / ``forces__<key>``
-outputs, ``assemble_dataset`` / ``merge_datasets`` calcfunctions, ``mlqm.train``, ``mlqm.predict``, a selection
-record, reference chains called as ``iteration_NN`` by a campaign work chain). No file is written to the repository:
-the queries read the database only.
+real jobs (``mlqm.pyscf.batch`` with ``structures__<key>`` inputs, ``parameters__<key>`` outputs and its rows as a
+``dataset`` output, ``merge_datasets`` calcfunctions, ``mlqm.train``, ``mlqm.predict``, a selection record, reference
+chains called as ``iteration_NN`` by a campaign work chain). No file is written to the repository: the queries read
+the database only.
 
 One campaign iteration: a build calcfunction makes ``structures`` new StructureData; batch jobs of ``batch_size``
-label them (one structure in twenty fails and is listed in the job's ``failures``); assemble calcfunctions of 25
-results and a merge with the previous iteration's dataset make the iteration's dataset; a train job makes a model; a
-predict job scores the next structures; a selection calcfunction records the choice. About 350 nodes per iteration
-of 100 structures.
+label them (one structure in twenty fails and is listed in the job's ``failures``) and each returns its good
+structures as a dataset; a merge of those with the previous iteration's dataset makes the iteration's dataset; a
+train job makes a model; a predict job scores the next structures; a selection calcfunction records the choice.
 """
 
 from __future__ import annotations
@@ -118,7 +117,7 @@ def campaign(writer: GraphWriter, code: tuple[str, int], iterations: int, struct
     for iteration in range(iterations):
         chain = process(writer, WORKCHAIN, 'aiida.workflows:mlqm.reference', 'ReferenceWorkChain')
         writer.link(root, chain, LinkType.CALL_WORK, f'iteration_{iteration:02d}')
-        results = []  # (key, parameters index, forces index)
+        results, parts = [], []  # (key, parameters index, None, job index); (batch dataset, its rows)
         keys = sorted(pending)
         for number, start in enumerate(range(0, len(keys), batch_size)):
             batch_keys = keys[start : start + batch_size]
@@ -134,31 +133,24 @@ def campaign(writer: GraphWriter, code: tuple[str, int], iterations: int, struct
                 writer.link(pending[key], job, LinkType.INPUT_CALC, f'structures__{key}')
             for output, node_type in (('retrieved', FOLDER), ('remote_folder', REMOTE)):
                 writer.link(job, writer.node(node_type), LinkType.CREATE, output)
+            good = []
             for key in batch_keys:
                 if key in failed:
                     continue
                 result = writer.node(DICT, {'total_energy': -2000.0, 'total_energy_units': 'eV', 'level_of_theory': 'b3lyp/def2-svp',
                                             'timings': {'total': 30.0, 'cpu_total': 110.0}, 'timings_units': 's'})  # fmt: skip
-                forces = writer.node(ARRAY, {'array|forces': [9, 3], 'units': 'eV/Å'})
                 writer.link(job, result, LinkType.CREATE, f'parameters__{key}')
-                writer.link(job, forces, LinkType.CREATE, f'forces__{key}')
-                results.append((key, result, forces, job))
+                good.append((key, result, None, job))
+            if good:
+                part = writer.node(DATASET, _dataset_attributes(writer, good, pending, {}))
+                writer.link(job, part, LinkType.CREATE, 'dataset')
+                parts.append((part, good))
+            results.extend(good)
             if failed:
                 failures = writer.node(DICT, {key: {'status': 'scf_not_converged', 'message': 'SCF not converged',
                                                     'exit_code': 410, 'exit_label': 'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED'}
                                               for key in failed})  # fmt: skip
                 writer.link(job, failures, LinkType.CREATE, 'failures')
-        parts = []
-        for number, start in enumerate(range(0, len(results), 25)):
-            chunk = results[start : start + 25]
-            assemble = process(writer, CALCFUNCTION, 'aiida_mlqm.workflows.dataset.assemble_dataset', 'assemble_dataset')
-            writer.link(chain, assemble, LinkType.CALL_CALC, f'assemble_dataset_{number:03d}')
-            for key, result, forces, _ in chunk:
-                writer.link(result, assemble, LinkType.INPUT_CALC, f'parameters_{key}')
-                writer.link(forces, assemble, LinkType.INPUT_CALC, f'forces_{key}')
-            part = writer.node(DATASET, _dataset_attributes(writer, chunk, pending, {}))
-            writer.link(assemble, part, LinkType.CREATE, 'result')
-            parts.append((part, chunk))
         merge = process(writer, CALCFUNCTION, 'aiida_mlqm.workflows.dataset.merge_datasets', 'merge_datasets')
         writer.link(chain, merge, LinkType.CALL_CALC, 'merge_datasets')
         for number, (part, _) in enumerate(parts):
