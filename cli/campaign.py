@@ -238,13 +238,45 @@ def print_summary(node, console) -> None:
             + (f', selected {row["selected"]} (mean uncertainty {row["mean_uncertainty"]:.3g})' if 'selected' in row else '')
         )
     console.print(f'Stopped: {report.get("stop_reason")}')
+    deltas = [row['delta'] for row in report['iterations'] if row.get('delta')]
+    if deltas and deltas[-1].get('objective'):
+        delta = deltas[-1]
+        console.print(
+            f'Δ model of {delta["objective"]} (expensive - cheap) on {delta["pairs"]} molecules with both levels: '
+            f'held-out MAE of cheap + Δ {delta["holdout_mae"]:.3g} eV on {delta["holdout"]} (cheap alone '
+            f'{delta["base_only_mae"]:.3g}, cheap + mean shift {delta["shift_mae"]:.3g})'
+        )
+    multireference = (report.get('method_selection') or {}).get('multireference')
+    if multireference:
+        console.print(f'Multireference molecules at {multireference["level"]} (out of training and screening):')
+        for key, row in sorted(multireference['labelled'].items()):
+            space = row.get('active_space') or {}
+            console.print(f'  {key:20s} E {row["casscf_energy"]:.4f} eV, CAS({space.get("electrons")},{space.get("orbitals")})')
+        for key, row in sorted(multireference['failed'].items()):
+            console.print(f'  {key:20s} failed ({row["status"]}): {row["message"]}')
     if 'screening' in report:
+        from ..workflows.campaign import hit_line
+
         screening = report['screening']
         console.print('Screening, top candidates verified by reference QM (eV):')
         for row in screening['verified']:
             console.print(f'  {row["key"]:20s} predicted {row["predicted"]:8.3f} ± {row["spread"]:.3f}   '
-                          f'computed {row["computed"]:8.3f}' + ('' if row['hit'] is None else f'   hit: {row["hit"]}'))  # fmt: skip
-        console.print(f'  MAE of the verified: {screening["mae"]:.3f} eV' if screening['mae'] is not None else '')
+                          f'computed {row["computed"]:8.3f}   error {row["error"]:+7.3f}'
+                          + (f'   ({row["computed_level"]}: cheap QM {row["computed_cheap"]:.3f})' if 'computed_level' in row else '')
+                          + ('' if row['hit'] is None else f'   hit: {"yes" if row["hit"] else "no"}'))  # fmt: skip
+        if screening['mae'] is not None:
+            console.print(f'  MAE of the verified (predicted vs computed): {screening["mae"]:.3f} eV')
+        console.print(f'  {hit_line(screening)}')
+        if screening.get('labelled_hits') is not None:
+            console.print(
+                f'  for comparison: {screening["labelled_hits"]} of the {screening["labelled_count"]} molecules labelled '
+                'before screening are hits (active learning labels the uncertain ones first)'
+            )
+        if screening.get('best_found'):
+            console.print(f'Best found, of {screening["computed_count"]} molecules computed (labelled or verified):')
+            for row in screening['best_found']:
+                console.print(f'  {row["key"]:20s} {row["computed"]:8.3f}   ({row["source"]})'
+                              + ('   hit' if row.get('hit') else ''))  # fmt: skip
     console.print(
         f'Look at it: verdi process report {node.pk}; verdi process list -a; '
         f'verdi node graph generate {node.outputs.dataset.pk} (the labelled dataset and everything behind it)'

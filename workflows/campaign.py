@@ -21,6 +21,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_, while_
 
+from ..calcjobs.features import CasscfBatchCalculation
 from ..calcjobs.predict import PredictCalculation
 from ..calcjobs.train import TrainCalculation
 from ..exit_codes import declare
@@ -32,9 +33,12 @@ from .campaign_functions import (
     apply_routing,
     campaign_report,
     choose_initial_set,
+    delta_corrections,
+    objective_pairs,
     exploration_parameters,
     select_expensive,
     merge_labelled,
+    multireference_outcome,
     rank_library,
     screening_summary,
     select_next_batch,
@@ -44,6 +48,22 @@ from .protocol import ProtocolMixin
 from .reference import ReferenceWorkChain
 
 STAGES = ('build', 'method_selection', 'reference', 'active_learning', 'screening', 'report', 'finished')
+
+
+def hit_line(screening: t.Mapping[str, t.Any]) -> str:
+    """``hits 2 of 3 verified (homo_lumo_gap <= 11 eV): hit rate 0.67``, or why there is no hit rate."""
+    threshold = screening.get('hit_threshold')
+    if threshold is None:
+        return 'no hit rate: the config sets no screening.hit_threshold'
+    verified = [row for row in screening['verified'] if row.get('hit') is not None]
+    if not verified:
+        return 'no hit rate: no top-k molecule could be verified'
+    sign = '>=' if screening.get('maximise') else '<='
+    return (
+        f'hits {sum(bool(row["hit"]) for row in verified)} of {len(verified)} verified '
+        f'({screening.get("objective", "value")} {sign} {threshold:g} {screening.get("unit", "eV")}): '
+        f'hit rate {screening["hit_rate"]:.2f}'
+    )
 
 
 def validate_config(value, _ctx=None) -> str | None:
@@ -126,6 +146,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             cls.inspect_build,
             cls.method_selection,
             cls.inspect_method_selection,
+            if_(cls.should_run_multireference)(cls.run_multireference, cls.inspect_multireference),
             if_(cls.is_potential)(cls.sample),
             cls.choose_initial,
             cls.label_validation,
@@ -144,7 +165,12 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
                 cls.inspect_train,
                 if_(cls.should_train_delta)(cls.train_delta, cls.inspect_train_delta),
             ),
-            if_(cls.should_screen)(cls.screen_predict, cls.screen_verify, cls.screen_summarise),
+            if_(cls.should_screen)(
+                cls.screen_predict,
+                if_(cls.has_property_delta)(cls.screen_predict_delta),
+                cls.screen_verify,
+                cls.screen_summarise,
+            ),
             cls.make_report,
         )
         spec.output('dataset', valid_type=DatasetData, help='Every label the campaign computed at the cheap level.')
@@ -155,9 +181,15 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         )
         spec.output(
             'delta_model', valid_type=orm.Data, required=False,
-            help='Δ model (kind delta): cheap QM + a correction learned from `expensive_dataset` paired with `dataset`.',
+            help='Δ model: cheap QM + a correction learned from `expensive_dataset` paired with `dataset` (kind delta '
+            "for potentials; for properties a property committee of the objective's expensive - cheap).",
         )  # fmt: skip
         spec.output('screening', valid_type=orm.Dict, required=False, help='Verified top k: predicted vs computed.')
+        spec.output_namespace(
+            'multireference', valid_type=orm.Dict, dynamic=True, required=False,
+            help='CASSCF result (energy, active space) of each molecule method selection routed multireference '
+            '(method_selection.multireference: casscf), by molecule key; the failed ones are in the report.',
+        )  # fmt: skip
         spec.output('report', valid_type=orm.Dict, help='Per iteration: labels, validation error, uncertainty; stop.')
         declare(
             spec,
@@ -318,26 +350,72 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             if 'summary' not in node.outputs:
                 return self.exit_codes.ERROR_METHOD_SELECTION_FAILED.format(message=node.exit_message or '')
             keys = orm.List(sorted(self.ctx.molecules))
+            levels = self.config.levels
+            parameters = {
+                'multireference': section.multireference,
+                'multireference_level': levels.multireference.label(levels.cheap.basis),
+            }
             applied = apply_routing(
-                node.outputs.summary, orm.Dict({'multireference': section.multireference}), keys,
-                metadata={'call_link_label': 'routing'},
+                node.outputs.summary, orm.Dict(parameters), keys, metadata={'call_link_label': 'routing'}
             )  # fmt: skip
             self.ctx.routing_record = applied.pk
-            excluded = set(applied['excluded'])
-            self.ctx.molecules = {key: pk for key, pk in self.ctx.molecules.items() if key not in excluded}
+            removed = set(applied['excluded']) | set(applied.get('casscf') or [])
+            self.ctx.multireference_molecules = {key: self.ctx.molecules[key] for key in applied.get('casscf') or []}
+            self.ctx.molecules = {key: pk for key, pk in self.ctx.molecules.items() if key not in removed}
             if self.config.target == 'property':
                 self.ctx.candidates = dict(self.ctx.molecules)
             self.report(
                 f'method selection: {len(applied["excluded"])} multireference molecules excluded '
-                f'{applied["excluded"]}, {len(applied["flagged"])} flagged {applied["flagged"]}, '
+                f'{applied["excluded"]}, {len(applied["casscf"])} to {parameters["multireference_level"]} '
+                f'{applied["casscf"]}, {len(applied["flagged"])} flagged {applied["flagged"]}, '
                 f'{len(applied["unrouted"])} not routed (features failed) {applied["unrouted"]}'
             )
             if not self.ctx.molecules:
                 return self.exit_codes.ERROR_METHOD_SELECTION_FAILED.format(
-                    message=f'every molecule was routed multireference and excluded ({applied.pk}); set '
-                    'method_selection.multireference: flag to keep them'
+                    message=f'every molecule was routed multireference ({applied.pk}), none is left for the '
+                    'single-reference levels; set method_selection.multireference: flag to label them at levels.cheap'
                 )
         self._stage('reference')
+        return None
+
+    def should_run_multireference(self):
+        return bool(self.ctx.get('multireference_molecules'))
+
+    def run_multireference(self):
+        """CASSCF (``mlqm.casscf.batch``, one job) for the molecules routed multireference, at
+        ``levels.multireference``: automatic active space from UHF natural-orbital occupations."""
+        keys = sorted(self.ctx.multireference_molecules)
+        inputs = {
+            'code': self.inputs.code,
+            'parameters': self.ctx.parameters['reference_multireference'],
+            'structures': {key: orm.load_node(self.ctx.multireference_molecules[key]) for key in keys},
+            'metadata': {'options': self._options(), 'call_link_label': 'multireference_reference'},
+        }
+        node = self.submit(CasscfBatchCalculation, **inputs)
+        self.report(f'multireference_reference: CASSCF for {len(keys)} molecules {keys} in {node.process_label}<{node.pk}>')
+        return ToContext(multireference_job=node)
+
+    def inspect_multireference(self):
+        """Record each routed molecule's CASSCF result or failure (``multireference_outcome``); a failure is reported
+        and recorded, and the single-reference campaign goes on."""
+        node = self.ctx.multireference_job
+        results = dict(node.outputs.parameters) if 'parameters' in node.outputs else {}
+        found = {key: value for key, value in results.items() if key in self.ctx.multireference_molecules}
+        inputs = {f'casscf_{key}': value for key, value in found.items()}
+        if 'failures' in node.outputs:
+            inputs['failures'] = node.outputs.failures
+        outcome = multireference_outcome(
+            orm.load_node(self.ctx.routing_record), orm.Dict({'message': node.exit_message or ''}), **inputs,
+            metadata={'call_link_label': 'multireference_outcome'},
+        )  # fmt: skip
+        self.ctx.multireference_record = outcome.pk
+        self.ctx.multireference_results = {key: value.pk for key, value in found.items()}
+        failed = outcome['failed']
+        why = '; '.join(f'{key}: {value["message"]}' for key, value in sorted(failed.items()))
+        self.report(
+            f'multireference_reference: {len(outcome["labelled"])} molecules labelled at {outcome["level"]}'
+            + (f', {len(failed)} failed ({why}): recorded, the campaign goes on' if failed else '')
+        )
         return None
 
     def choose_initial(self):
@@ -454,8 +532,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
     def should_train_delta(self):
         """A Δ model once the expensive labels of this iteration are in and at least 3 structures have both levels."""
         config = self.config
-        if config.target != 'potential' or config.levels.expensive is None or not self.ctx.get('expensive_dataset'):
-            return False  # a property campaign keeps its expensive labels as data (no energy Δ for an objective)
+        if config.levels.expensive is None or not self.ctx.get('expensive_dataset'):
+            return False
         if self._nothing_new():
             return False
         return len(self.ctx.get('expensive_labelled_keys', [])) >= 3 and self.ctx.get('delta_trained_on') != (
@@ -464,8 +542,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
 
     def train_delta(self):
         """``mlqm.train`` kind ``delta``: the correction (expensive - cheap) learned on the structures that have both
-        levels, from the cheap and expensive datasets merged (rows paired by structure)."""
+        levels, from the cheap and expensive datasets merged (rows paired by structure). A property campaign learns
+        its objective's correction instead (``_train_property_delta``)."""
         config = self.config
+        if config.target == 'property':
+            return self._train_property_delta()
         both = merge_labelled(
             part_0=orm.load_node(self.ctx.dataset), part_1=orm.load_node(self.ctx.expensive_dataset),
             metadata={'call_link_label': self._label('merge_levels')},
@@ -480,11 +561,52 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         self.report(f'{self._label("train_delta")}: Δ {config.levels.expensive.level} - {config.levels.cheap.level}')
         return ToContext(delta_training=self.submit(TrainCalculation, **inputs))
 
+    def _train_property_delta(self):
+        """``mlqm.train`` kind ``property`` on ``delta_<objective>`` (expensive - cheap) of the molecules labelled at
+        both levels (``objective_pairs``), a seeded fifth of the pairs held out as its validation and calibration set:
+        the screening then ranks by the cheap model + this correction."""
+        config = self.config
+        pairs = objective_pairs(
+            orm.load_node(self.ctx.dataset), orm.load_node(self.ctx.expensive_dataset),
+            orm.Dict({'objective': config.objective, 'holdout_fraction': 0.2,
+                      'seed': config.active_learning.seed + self.ctx.iteration}),
+            metadata={'call_link_label': self._label('delta_pairs')},
+        )  # fmt: skip
+        self.ctx.delta_pairs = pairs['summary'].pk
+        inputs = {
+            'code': self.inputs.code,
+            'dataset': pairs['training'],
+            'validation_dataset': pairs['holdout'],
+            'parameters': self.ctx.parameters['train_delta'],
+            'metadata': {'options': self._options(), 'call_link_label': self._label('train_delta')},
+        }
+        self.ctx.delta_trained_on = self.ctx.expensive_dataset
+        self.report(
+            f'{self._label("train_delta")}: Δ {config.objective} {config.levels.expensive.level} - '
+            f'{config.levels.cheap.level} on {pairs["summary"]["training"]} pairs ({pairs["summary"]["holdout"]} held out)'
+        )
+        return ToContext(delta_training=self.submit(TrainCalculation, **inputs))
+
     def inspect_train_delta(self):
         node = self.ctx.delta_training
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration, message=node.exit_message)
         self.ctx.delta_model = node.outputs.model.pk
+        if self.config.target == 'property':
+            pairs = orm.load_node(self.ctx.delta_pairs).get_dict()
+            validation = node.outputs.metrics.get_dict().get('validation') or {}
+            record = {
+                'model_uuid': node.outputs.model.uuid, 'pairs': pairs['pairs'], 'objective': pairs['objective'],
+                'holdout': pairs['holdout'], 'holdout_mae': validation.get('property_mae'),
+                'base_only_mae': pairs['base_only_mae'], 'shift_mae': pairs['shift_mae'], 'unit': 'eV',
+            }  # fmt: skip
+            if self.ctx.history:
+                self.ctx.history[-1]['delta'] = record
+            self.report(
+                f'{self._label("train_delta")}: held-out MAE of cheap + Δ {record["holdout_mae"]} eV (cheap alone '
+                f'{record["base_only_mae"]:.4g}, + mean shift {record["shift_mae"]:.4g}) on {record["holdout"]} pairs'
+            )
+            return None
         holdout = node.outputs.metrics.get_dict().get('holdout') or {}
         if self.ctx.history:
             self.ctx.history[-1]['delta'] = {
@@ -664,13 +786,14 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             if 'dataset' in node.outputs:
                 level = self.config.levels.expensive.level
                 self.ctx.labels[level] += len(node.outputs.dataset)
+                labelled, _ = self._labelled_dataset(node, self._label('expensive_labels'))  # + the objective
                 if self.ctx.get('expensive_dataset'):
                     node_out = merge_labelled(
-                        part_0=orm.load_node(self.ctx.expensive_dataset), part_1=node.outputs.dataset,
+                        part_0=orm.load_node(self.ctx.expensive_dataset), part_1=labelled,
                         metadata={'call_link_label': self._label('merge_expensive')},
                     )  # fmt: skip
                 else:
-                    node_out = node.outputs.dataset
+                    node_out = labelled
                 self.ctx.expensive_dataset = node_out.pk
                 labelled = set(node.outputs.dataset.base.attributes.get('structure_uuids'))
                 done = [key for key in self.ctx.expensive_keys if orm.load_node(self.ctx.candidates[key]).uuid in labelled]
@@ -704,15 +827,44 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         }
         return ToContext(screen_prediction=self.submit(PredictCalculation, **inputs))
 
+    def has_property_delta(self):
+        return self.config.target == 'property' and bool(self.ctx.get('delta_model'))
+
+    def screen_predict_delta(self):
+        """The Δ model's correction for every molecule of the campaign (screened and labelled): screening ranks and
+        verifies on cheap + Δ where a Δ model exists."""
+        keys = sorted(self.ctx.molecules)
+        self.ctx.delta_keys = keys
+        inputs = {
+            'code': self.inputs.code,
+            'model': orm.load_node(self.ctx.delta_model),
+            'structures': {key: orm.load_node(self.ctx.molecules[key]) for key in keys},
+            'parameters': self.ctx.parameters['predict'],
+            'metadata': {'options': self._options(), 'call_link_label': 'screening_predict_delta'},
+        }
+        return ToContext(screen_delta_prediction=self.submit(PredictCalculation, **inputs))
+
     def screen_verify(self):
         node = self.ctx.screen_prediction
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_PREDICTION_FAILED.format(iteration='screening', message=node.exit_message)
         screening = self.config.screening
         keys = orm.List([[key, orm.load_node(self.ctx.molecules[key]).uuid] for key in self.ctx.screen_keys])
+        extra = {}
+        if self.has_property_delta():
+            delta = self.ctx.screen_delta_prediction
+            if not delta.is_finished_ok:
+                return self.exit_codes.ERROR_PREDICTION_FAILED.format(iteration='screening', message=delta.exit_message)
+            names = orm.List([[key, orm.load_node(self.ctx.molecules[key]).uuid] for key in self.ctx.delta_keys])
+            correction = delta_corrections(
+                delta.outputs.predictions, names, metadata={'call_link_label': 'screening_corrections'}
+            )
+            self.ctx.screen_correction = correction.pk
+            extra['correction'] = correction
         ranking = rank_library(
-            node.outputs.predictions, orm.Dict(screening.model_dump()), keys, metadata={'call_link_label': 'ranking'}
-        )
+            node.outputs.predictions, orm.Dict(screening.model_dump()), keys, **extra,
+            metadata={'call_link_label': 'ranking'},
+        )  # fmt: skip
         self.ctx.ranking = ranking.pk
         return ToContext(verification=self._reference(ranking['top'], 'cheap', 'screening_reference'))
 
@@ -720,14 +872,25 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         verified, failure = self._labelled_dataset(self.ctx.verification, 'screening')
         if failure:
             return failure
+        labelled = merge_labelled(
+            part_0=orm.load_node(self.ctx.dataset), part_1=orm.load_node(self.ctx.validation_dataset),
+            metadata={'call_link_label': 'screening_labelled'},
+        )  # fmt: skip
+        names = orm.List([[key, orm.load_node(pk).uuid] for key, pk in sorted(self.ctx.molecules.items())])
+        extra = {}
+        if self.ctx.get('screen_correction'):
+            extra['correction'] = orm.load_node(self.ctx.screen_correction)
+        if self.ctx.get('expensive_dataset') and self.config.target == 'property':
+            extra['expensive'] = orm.load_node(self.ctx.expensive_dataset)
         summary = screening_summary(
             orm.load_node(self.ctx.ranking), verified, orm.Str(self.config.objective),
-            orm.Dict(self.config.screening.model_dump()), metadata={'call_link_label': 'screening_summary'},
+            orm.Dict(self.config.screening.model_dump()), labelled=labelled, names=names, **extra,
+            metadata={'call_link_label': 'screening_summary'},
         )  # fmt: skip
         self.ctx.labels[self.config.levels.cheap.level] += len(verified)
         self.ctx.screening = summary.pk
         self.out('screening', summary)
-        self.report(f'screening: verified {len(summary["verified"])}, MAE {summary["mae"]}, hit rate {summary["hit_rate"]}')
+        self.report(f'screening: verified {len(summary["verified"])}, MAE {summary["mae"]} eV, {hit_line(summary)}')
         return None
 
     def make_report(self):
@@ -737,6 +900,10 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             nodes['screening'] = orm.load_node(self.ctx.screening)
         if self.ctx.get('routing_record'):
             nodes['routing'] = orm.load_node(self.ctx.routing_record)
+        if self.ctx.get('multireference_record'):
+            nodes['multireference'] = orm.load_node(self.ctx.multireference_record)
+        for key, pk in sorted(self.ctx.get('multireference_results', {}).items()):
+            self.out(f'multireference.{key}', orm.load_node(pk))
         history = [{'iteration': 0, 'labels': self.ctx.initial_labels, 'validation_error': self.ctx.initial_error}]
         history += list(self.ctx.history)
         history[-1]['stop_reason'] = self.ctx.stop_reason

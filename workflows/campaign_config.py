@@ -145,12 +145,44 @@ class LevelConfig(_Section):
         return self.cost if self.cost is not None else RELATIVE_COST[self.theory.method]
 
 
+#: Post-Hartree-Fock methods: their results carry the orbital energies of the HF reference only, so no gap of their own.
+CORRELATED_METHODS = ('mp2', 'ccsd', 'ccsd(t)')
+
+
+class MultireferenceLevelConfig(_Section):
+    """The level of the molecules method selection routes multireference (``method_selection.multireference:
+    casscf``): CASSCF on an active space chosen automatically from the UHF natural-orbital occupations, as the
+    multireference path of ``mlqm.method_selection`` does (``mlqm.casscf.batch``). Their results are recorded, never
+    mixed into the single-reference training set."""
+
+    method: t.Literal['casscf'] = 'casscf'
+    basis: str | None = pydantic.Field(None, description="None: the basis of levels.cheap")
+    casscf: dict[str, t.Any] = pydantic.Field(
+        default_factory=dict,
+        description='active space and CASSCF options (window_low, window_high, min_orbitals, max_orbitals, max_cycle, '
+        'conv_tol); default: occupations 0.02-1.98, 2-12 orbitals',
+    )
+    max_memory: int | None = pydantic.Field(None, ge=100, description='MB; None: the job default')
+
+    def parameters(self, cheap_basis: str) -> dict[str, t.Any]:
+        """``mlqm.casscf.batch`` parameters (validated by ``calcjobs.features.validate_casscf_parameters``)."""
+        values: dict[str, t.Any] = {'basis': self.basis or cheap_basis, 'casscf': dict(self.casscf)}
+        if self.max_memory is not None:
+            values['max_memory'] = self.max_memory
+        return values
+
+    def label(self, cheap_basis: str) -> str:
+        return f'{self.method}/{self.basis or cheap_basis}'
+
+
 class Levels(_Section):
     """``cheap`` labels every selected structure; ``expensive`` (optional) the subset that helps the Δ model most,
-    whose predictions are then cheap QM + learned (expensive - cheap)."""
+    whose predictions are then cheap QM + learned (expensive - cheap); ``multireference`` the molecules method
+    selection routes away from single-reference methods (with ``method_selection.multireference: casscf``)."""
 
     cheap: LevelConfig
     expensive: LevelConfig | None = None
+    multireference: MultireferenceLevelConfig = MultireferenceLevelConfig()
 
 
 class LibraryConfig(_Section):
@@ -255,11 +287,14 @@ class ScreeningConfig(_Section):
 class MethodSelectionConfig(_Section):
     """Routing each molecule by a classifier before labelling (``mlqm.method_selection``, the shipped classifier unless
     the work chain is given another): molecules with P(MR) at or above the threshold are multireference, which
-    single-reference labels (HF, DFT, CCSD(T)) describe badly, and are excluded from the campaign or kept and flagged."""
+    single-reference labels (HF, DFT, CCSD(T)) describe badly. They are labelled at ``levels.multireference``
+    (CASSCF) and kept out of the single-reference training set and the screening, excluded, or kept and flagged."""
 
     enabled: bool = pydantic.Field(False, description='route molecules with mlqm.method_selection before labelling')
-    multireference: t.Literal['exclude', 'flag'] = pydantic.Field(
-        'exclude', description='exclude: never labelled or screened; flag: labelled at levels.cheap and listed as MR'
+    multireference: t.Literal['casscf', 'exclude', 'flag'] = pydantic.Field(
+        'casscf',
+        description='casscf: labelled at levels.multireference only (a failed CASSCF is recorded, the campaign goes '
+        'on); exclude: never labelled or screened; flag: labelled at levels.cheap and listed as MR',
     )
     mr_threshold: float | None = pydantic.Field(
         None, ge=0, le=1, description="P(MR) at or above which a molecule is multireference; None: the classifier's"
@@ -324,6 +359,15 @@ class CampaignConfig(_Section):
         else:
             if self.objective is None:
                 problems.append('target: property needs objective: homo_lumo_gap or energy')
+            expensive = self.levels.expensive
+            if self.objective == 'homo_lumo_gap' and expensive is not None and (
+                expensive.theory.method in CORRELATED_METHODS
+            ):
+                problems.append(
+                    f'levels.expensive: {expensive.level} has no HOMO-LUMO gap of its own (its result holds the gap of '
+                    'its Hartree-Fock reference), so a Δ model of the gap would learn a basis-set change, not the '
+                    'correlation: choose hf or a functional as the expensive level of a gap, or objective: energy'
+                )
             if self.configurations is not None or self.active_learning.explore is not None:
                 problems.append('configurations and active_learning.explore are for target: potential')
         try:
@@ -334,6 +378,13 @@ class CampaignConfig(_Section):
             self.active_learning.model_fields_set
         ):
             problems.append('active_learning.expensive_fraction needs levels.expensive')
+        if self.method_selection.enabled and self.method_selection.multireference == 'casscf':
+            from ..calcjobs.features import validate_casscf_parameters
+
+            try:
+                validate_casscf_parameters(self.levels.multireference.parameters(self.levels.cheap.basis))
+            except ValueError as exception:  # ParameterError: names the key and the fix
+                problems.append(f'levels.multireference: {exception}')
         if self.method_selection.enabled and not method_selection_available():
             problems.append(
                 'method_selection.enabled: the mlqm.method_selection work chain is not installed; set it to false '

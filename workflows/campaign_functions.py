@@ -70,6 +70,8 @@ def campaign_parameters(config: orm.Dict) -> dict[str, orm.Dict]:
     }
     if campaign.levels.expensive is not None:
         outputs['reference_expensive'] = orm.Dict(campaign.levels.expensive.parameters())
+    if campaign.method_selection.enabled and campaign.method_selection.multireference == 'casscf':
+        outputs['reference_multireference'] = orm.Dict(campaign.levels.multireference.parameters(campaign.levels.cheap.basis))
     if campaign.configurations is not None:
         for index, temperature in enumerate(campaign.configurations.temperatures):
             outputs[f'sampling_{index:02d}'] = orm.Dict(
@@ -89,7 +91,17 @@ def campaign_parameters(config: orm.Dict) -> dict[str, orm.Dict]:
     if kind == 'property':
         train['target_key'] = campaign.objective
     outputs['train'] = orm.Dict(train)
-    if campaign.levels.expensive is not None:
+    if campaign.levels.expensive is not None and kind == 'property':
+        # the correction (expensive - cheap) of the objective: a property committee of the paired molecules, its
+        # held-out pairs given as the validation set (early stopping and calibration against expensive labels)
+        outputs['train_delta'] = orm.Dict(
+            {
+                'kind': 'property', 'target_key': f'delta_{campaign.objective}',
+                'hyperparameters': {**campaign.model.for_kind('delta').model_dump(), 'validation_fraction': 0.0,
+                                    'calibration_fraction': 0.0},
+            }
+        )  # fmt: skip
+    elif campaign.levels.expensive is not None:
         outputs['train_delta'] = orm.Dict(
             {
                 'kind': 'delta', 'base_level': campaign.levels.cheap.level,
@@ -294,9 +306,11 @@ def select_expensive(parameters: orm.Dict, expensive: DatasetData | None = None,
     labelled_descriptors = aev_descriptors(labelled, species=species) if labelled is not None else None
     if model is not None:
         delta = model.load_model()
-        if getattr(delta, 'kind', None) != 'delta':
-            raise ValueError(f'expensive labels are chosen by a delta model, got a {delta.kind} model')
-        spread = np.asarray(delta.correction.predict(structures).spread, dtype=float)
+        kind = getattr(delta, 'kind', None)
+        if kind not in ('delta', 'property'):  # property: the correction committee of a property campaign's objective
+            raise ValueError(f'expensive labels are chosen by a Δ model (delta, or a property correction), got {kind}')
+        correction = delta.correction if kind == 'delta' else delta
+        spread = np.asarray(correction.predict(structures).spread, dtype=float)
         selection = select_batch(
             spread, descriptors, count, labelled_descriptors=labelled_descriptors,
             diversity=float(values.get('diversity', 0.5)), seed=int(values.get('seed', 0)),
@@ -326,6 +340,9 @@ def with_objective(dataset: DatasetData, objective: orm.Str, **results: orm.Dict
     name = objective.value
     values = []
     for index, uuid in enumerate(dataset.base.attributes.get('result_uuids')):
+        if name == 'energy':  # the row's total energy at its level (eV), as the dataset holds it
+            values.append(float(dataset.get_array('energy')[index]))
+            continue
         result = by_uuid.get(uuid)
         if result is None or result.get(name) is None:
             raise ValueError(f'row {index} of the dataset has no {name!r} in its result')
@@ -339,7 +356,9 @@ def with_objective(dataset: DatasetData, objective: orm.Str, **results: orm.Dict
 
 
 @calcfunction
-def rank_library(predictions: orm.ArrayData, parameters: orm.Dict, keys: orm.List) -> orm.Dict:
+def rank_library(
+    predictions: orm.ArrayData, parameters: orm.Dict, keys: orm.List, correction: orm.Dict | None = None
+) -> orm.Dict:
     """Rank molecules for verification; ``parameters``: ``kappa``, ``maximise``, ``top_k``, ``hit_threshold``.
     ``keys``: ``[key, structure uuid]`` of the molecules in the order of the prediction rows.
 
@@ -349,14 +368,21 @@ def rank_library(predictions: orm.ArrayData, parameters: orm.Dict, keys: orm.Lis
     its error weakly then put its least certain molecules first: on an enumerated library of 240 molecules (seeds 0,
     1, 2; 32 labels and a top 12 each) the 36 molecules the bound verified held 7 hits, those of the probability 13,
     and 36 random unlabelled molecules hold 3.5 on average (``MLQM_AL_SEEDS=0,1,2 python -m benchmarks
-    active_learning --quick``)."""
+    active_learning --quick``).
+
+    ``correction`` (``delta_corrections``, multi-fidelity property campaigns): the Δ model's (expensive - cheap) by
+    structure uuid; the ranked value is then the cheap model's + Δ, their spreads added in quadrature."""
     from ..models.selection import lower_confidence_bound, probability_of_hit
 
     values = parameters.get_dict()
     names = predictions.get_arraynames()
     value_name = 'property' if 'property' in names else 'energy'
-    value = predictions.get_array(value_name)
-    spread = predictions.get_array(f'{value_name}_spread')
+    value = np.array(predictions.get_array(value_name), dtype=float)
+    spread = np.array(predictions.get_array(f'{value_name}_spread'), dtype=float)
+    delta = correction.get_dict() if correction is not None else {}
+    shift = np.array([delta[uuid]['value'] if uuid in delta else 0.0 for _, uuid in keys.get_list()])
+    shift_spread = np.array([delta[uuid]['spread'] if uuid in delta else 0.0 for _, uuid in keys.get_list()])
+    value, spread = value + shift, np.sqrt(spread**2 + shift_spread**2)
     maximise = bool(values['maximise'])
     bound, order = lower_confidence_bound(value, spread, kappa=float(values['kappa']), maximise=maximise)
     probability = None
@@ -368,6 +394,7 @@ def rank_library(predictions: orm.ArrayData, parameters: orm.Dict, keys: orm.Lis
             'key': keys[i][0], 'uuid': keys[i][1], 'predicted': float(value[i]), 'spread': float(spread[i]),
             'bound': float(bound[i]), 'rank': r,
             **({} if probability is None else {'probability_of_hit': float(probability[i])}),
+            **({'correction': float(shift[i]), 'correction_spread': float(shift_spread[i])} if delta else {}),
         }
         for r, i in enumerate(order)
     ]  # fmt: skip
@@ -377,52 +404,195 @@ def rank_library(predictions: orm.ArrayData, parameters: orm.Dict, keys: orm.Lis
     )
 
 
+def _is_hit(value: float, values: t.Mapping[str, t.Any]) -> bool | None:
+    if values.get('hit_threshold') is None:
+        return None
+    return value >= values['hit_threshold'] if values['maximise'] else value <= values['hit_threshold']
+
+
 @calcfunction
-def screening_summary(ranking: orm.Dict, verified: DatasetData, objective: orm.Str, parameters: orm.Dict) -> orm.Dict:
-    """Predicted against computed for the verified top k, and the hit rate when a ``hit_threshold`` is set."""
+def screening_summary(
+    ranking: orm.Dict,
+    verified: DatasetData,
+    objective: orm.Str,
+    parameters: orm.Dict,
+    labelled: DatasetData | None = None,
+    names: orm.List | None = None,
+    correction: orm.Dict | None = None,
+    expensive: DatasetData | None = None,
+) -> orm.Dict:
+    """Predicted against computed for the verified top k, and the hit rate when a ``hit_threshold`` is set.
+
+    With ``labelled`` (every molecule the campaign computed before screening: training and validation rows) and
+    ``names`` (``[key, structure uuid]`` of the library), also what the whole campaign found: the best computed
+    molecules, labelled or verified, and the share of hits among the labelled ones (a base rate for the top k,
+    biased towards the committee's uncertain molecules, which active learning labels first).
+
+    Multi-fidelity (``correction``: the Δ model's (expensive - cheap) by structure uuid, ``expensive``: the expensive
+    labels with the objective): a computed value is the expensive label where the molecule has one, else cheap QM +
+    Δ; ``computed_cheap`` keeps the cheap QM value."""
     values = parameters.get_dict()
+    delta = correction.get_dict() if correction is not None else {}
+    exact = {}
+    if expensive is not None:
+        exact = dict(zip(expensive.base.attributes.get('structure_uuids'), expensive.get_array(objective.value)))
+
+    def best_value(uuid: str, cheap: float) -> tuple[float, str]:
+        if uuid in exact:
+            return float(exact[uuid]), 'expensive'
+        if uuid in delta:
+            return float(cheap + delta[uuid]['value']), 'cheap + Δ'
+        return float(cheap), 'cheap'
+
     computed = dict(zip(verified.base.attributes.get('structure_uuids'), verified.get_array(objective.value)))
     rows = []
     for row in ranking['ranking'][: int(values['top_k'])]:
         if row['uuid'] not in computed:
             continue  # its reference calculation failed: listed by the reference chain's `failed` output
-        value = float(computed[row['uuid']])
-        hit = None
-        if values.get('hit_threshold') is not None:
-            hit = value >= values['hit_threshold'] if values['maximise'] else value <= values['hit_threshold']
-        rows.append({**row, 'computed': value, 'error': row['predicted'] - value, 'hit': hit})
+        value, level = best_value(row['uuid'], float(computed[row['uuid']]))
+        rows.append({**row, 'computed': value, 'error': row['predicted'] - value, 'hit': _is_hit(value, values)})
+        if delta or exact:
+            rows[-1].update(computed_cheap=float(computed[row['uuid']]), computed_level=level)
     errors = np.array([r['error'] for r in rows]) if rows else np.zeros(0)
     hits = [r['hit'] for r in rows if r['hit'] is not None]
-    return orm.Dict(
+    summary = {
+        'verified': rows,
+        'mae': float(np.abs(errors).mean()) if len(errors) else None,
+        'hit_rate': float(np.mean(hits)) if hits else None,
+        'hits': int(sum(hits)) if hits else None,
+        'hit_threshold': values.get('hit_threshold'),
+        'maximise': bool(values['maximise']),
+        'objective': objective.value,
+        'unit': 'eV',
+    }
+    if labelled is not None and names is not None:
+        key_of = {uuid: key for key, uuid in names.get_list()}
+        found = [
+            {'key': key_of.get(uuid, uuid), 'computed': best_value(uuid, float(value))[0], 'source': 'labelled'}
+            for uuid, value in zip(labelled.base.attributes.get('structure_uuids'), labelled.get_array(objective.value))
+        ]  # fmt: skip
+        before = [_is_hit(row['computed'], values) for row in found]
+        found += [{'key': row['key'], 'computed': row['computed'], 'source': 'screening'} for row in rows]
+        found.sort(key=lambda row: -row['computed'] if values['maximise'] else row['computed'])
+        for row in found:
+            row['hit'] = _is_hit(row['computed'], values)
+        summary['best_found'] = found[: max(int(values['top_k']), sum(bool(row['hit']) for row in found))]
+        summary['computed_count'] = len(found)
+        summary['labelled_hits'] = int(sum(bool(hit) for hit in before)) if values.get('hit_threshold') is not None else None
+        summary['labelled_count'] = len(before)
+    return orm.Dict(summary)
+
+
+@calcfunction
+def objective_pairs(cheap: DatasetData, expensive: DatasetData, parameters: orm.Dict) -> dict[str, t.Any]:
+    """The training data of a property campaign's Δ model: the molecules labelled at both levels, paired by structure
+    uuid, with ``delta_<objective>`` = expensive - cheap (eV). ``parameters``: ``objective``, ``holdout_fraction``,
+    ``seed``. Outputs ``training`` and ``holdout`` (a seeded share of the pairs, at least one: the Δ model's
+    validation and calibration set) and ``summary``: the pairs, and on the held-out pairs the error of cheap QM
+    alone and of cheap QM + the mean difference of the training pairs (the baselines the Δ model must beat)."""
+    values = parameters.get_dict()
+    name = values['objective']
+    cheap_of = dict(zip(cheap.base.attributes.get('structure_uuids'), cheap.get_array(name)))
+    uuids = expensive.base.attributes.get('structure_uuids')
+    rows = [i for i, uuid in enumerate(uuids) if uuid in cheap_of]
+    if len(rows) < 3:
+        raise ValueError(f'{len(rows)} molecules have both levels; a Δ model of {name} needs at least 3')
+    frames = list(expensive.frames())
+    target = np.array([expensive.get_array(name)[i] for i in rows], dtype=float)
+    base = np.array([cheap_of[uuids[i]] for i in rows], dtype=float)
+    order = np.random.default_rng(int(values.get('seed', 0))).permutation(len(rows))
+    held = max(1, int(round(float(values.get('holdout_fraction', 0.2)) * len(rows))))
+    parts = {'holdout': sorted(order[:held]), 'training': sorted(order[held:])}
+    outputs: dict[str, t.Any] = {}
+    for part, index in parts.items():
+        node = DatasetData.from_frames([frames[rows[i]] for i in index])
+        units = dict(node.base.attributes.get('units'))
+        for array, data in ((name, target), (f'{name}_cheap', base), (f'delta_{name}', target - base)):
+            node.set_array(array, np.asarray(data[index], dtype=float))
+            units[array] = 'eV'
+        node.base.attributes.set('units', units)
+        outputs[part] = node
+    difference = target - base
+    shift = float(np.mean(difference[parts['training']]))
+    holdout = parts['holdout']
+    outputs['summary'] = orm.Dict(
         {
-            'verified': rows,
-            'mae': float(np.abs(errors).mean()) if len(errors) else None,
-            'hit_rate': float(np.mean(hits)) if hits else None,
-            'unit': 'eV',
+            'objective': name, 'pairs': len(rows), 'training': len(parts['training']), 'holdout': len(holdout),
+            'base_only_mae': float(np.mean(np.abs(difference[holdout]))), 'shift': shift,
+            'shift_mae': float(np.mean(np.abs(difference[holdout] - shift))), 'unit': 'eV',
         }
-    )
+    )  # fmt: skip
+    return outputs
+
+
+@calcfunction
+def delta_corrections(predictions: orm.ArrayData, keys: orm.List) -> orm.Dict:
+    """The Δ model's correction (expensive - cheap) and its calibrated spread by structure uuid, from its
+    ``mlqm.predict`` output; ``keys``: ``[key, uuid]`` in the order of the prediction rows."""
+    value = predictions.get_array('property')
+    spread = predictions.get_array('property_spread')
+    return orm.Dict(
+        {uuid: {'key': key, 'value': float(value[i]), 'spread': float(spread[i]), 'unit': 'eV'}
+         for i, (key, uuid) in enumerate(keys.get_list())}
+    )  # fmt: skip
 
 
 @calcfunction
 def apply_routing(summary: orm.Dict, parameters: orm.Dict, keys: orm.List) -> orm.Dict:
     """What the campaign does with each molecule's route (``summary``: the ``mlqm.method_selection`` decisions by
-    molecule key). ``parameters``: ``multireference`` (``exclude``: never labelled or screened; ``flag``: kept and
-    listed). Molecules of ``keys`` without a decision (their features job failed) are kept and listed as unrouted."""
+    molecule key). ``parameters``: ``multireference`` (``casscf``: labelled at the multireference level
+    ``multireference_level`` only, out of the single-reference training set and the screening; ``exclude``: never
+    labelled or screened; ``flag``: kept and listed). Molecules of ``keys`` without a decision (their features job
+    failed) are kept and listed as unrouted. ``kept``: the single-reference molecules of the campaign."""
     decisions = summary.get_dict()
     action = parameters['multireference']
     multireference = sorted(key for key in keys.get_list() if (decisions.get(key) or {}).get('route') == 'multireference')
     unrouted = sorted(key for key in keys.get_list() if key not in decisions)
+    reasons = {key: decisions[key].get('reason') for key in multireference}
+    if action == 'casscf':
+        level = parameters['multireference_level']
+        for key in multireference:
+            space = decisions[key].get('active_space')
+            estimate = f' (MP2 natural orbitals suggest CAS({space["electrons"]},{space["orbitals"]}))' if space else ''
+            reasons[key] = (
+                f'{reasons[key]}: labelled at {level}{estimate}, kept out of the single-reference training set and '
+                'the screening'
+            )
+    removed = set(multireference) if action in ('exclude', 'casscf') else set()
     return orm.Dict(
         {
             'multireference_action': action,
             'excluded': multireference if action == 'exclude' else [],
             'flagged': multireference if action == 'flag' else [],
+            'casscf': multireference if action == 'casscf' else [],
+            'multireference_level': parameters.get('multireference_level') if action == 'casscf' else None,
             'unrouted': unrouted,
-            'kept': sorted(key for key in keys.get_list() if action != 'exclude' or key not in set(multireference)),
+            'kept': sorted(key for key in keys.get_list() if key not in removed),
             'p_mr': {key: decisions[key].get('p_mr') for key in sorted(decisions)},
-            'reasons': {key: decisions[key].get('reason') for key in multireference},
+            'reasons': reasons,
         }
     )
+
+
+@calcfunction
+def multireference_outcome(routing: orm.Dict, job: orm.Dict, failures: orm.Dict | None = None, **results: orm.Dict) -> orm.Dict:
+    """The multireference level of each molecule ``routing`` sent there (``routing['casscf']``): its CASSCF energy and
+    active space (``results``: the CASSCF job's output of molecule KEY as ``casscf_KEY``), or why it failed
+    (``failures``, the job's, or ``job['message']`` for a molecule the job returned nothing for). A failed molecule is
+    recorded, not fatal."""
+    labelled, failed = {}, {}
+    reported = failures.get_dict() if failures is not None else {}
+    for key in routing['casscf']:
+        if f'casscf_{key}' in results:
+            result = results[f'casscf_{key}']
+            labelled[key] = {
+                'casscf_energy': result.get('casscf_energy'), 'active_space': result.get('active_space'),
+                'casscf_converged': result.get('casscf_converged'), 'uuid': result.uuid, 'unit': 'eV',
+            }  # fmt: skip
+        else:
+            failure = reported.get(key) or {'status': 'job_failed', 'message': job['message'] or 'no result'}
+            failed[key] = {'status': failure.get('status'), 'message': failure.get('message')}
+    return orm.Dict({'level': routing['multireference_level'], 'labelled': labelled, 'failed': failed})
 
 
 @calcfunction
@@ -438,7 +608,11 @@ def campaign_report(history: orm.List, **nodes) -> orm.Dict:
         report['screening'] = nodes['screening'].get_dict()
     if 'routing' in nodes:
         routing = nodes['routing'].get_dict()
-        report['method_selection'] = {name: routing[name] for name in ('multireference_action', 'excluded', 'flagged', 'unrouted')}
+        report['method_selection'] = {
+            name: routing.get(name) for name in ('multireference_action', 'excluded', 'flagged', 'casscf', 'unrouted')
+        }
+    if 'multireference' in nodes:
+        report.setdefault('method_selection', {})['multireference'] = nodes['multireference'].get_dict()
     if 'model' in nodes:
         report['model_uuid'] = nodes['model'].uuid
     if 'dataset' in nodes:

@@ -10,6 +10,7 @@ from aiida.plugins import WorkflowFactory
 from aiida_mlqm.chemistry.readers import read_g2
 
 MOLECULES = 'H2O,NH3,CH4,CO,HCN,C2H2,C2H4,C2H6,CH3OH,H2CO,HCOOH,CH3CHO,N2,H3CNH2,H2CCO,CH2NHCH2'
+HIT_THRESHOLD = 16.0  # eV of HF/STO-3G gap: about half of these molecules are below
 
 
 def property_config() -> dict:
@@ -23,7 +24,7 @@ def property_config() -> dict:
                   'validation_fraction': 0.2, 'calibration_fraction': 0.2},
         'active_learning': {'initial_size': 6, 'batch_size': 3, 'validation_size': 4},
         'stop': {'max_iterations': 2},
-        'screening': {'top_k': 2, 'kappa': 1.0},
+        'screening': {'top_k': 2, 'kappa': 1.0, 'hit_threshold': HIT_THRESHOLD},
         'submission': {'max_jobs_in_flight': 1, 'structures_per_job': 10},
     }  # fmt: skip
 
@@ -57,6 +58,30 @@ def test_property_campaign_runs_every_stage(campaign):
     # span 8-40 eV and the committee has seen 9 molecules, so its error is several eV and varies with the batch
     assert report['validation_error'] is not None and report['validation_error'] < 20.0
     assert node.base.extras.get('campaign_stage') == 'finished'
+
+
+def test_screening_records_hits_and_what_the_campaign_found(campaign):
+    results, node = campaign
+    screening = results['screening'].get_dict()
+    assert screening['hit_threshold'] == HIT_THRESHOLD and screening['objective'] == 'homo_lumo_gap'
+    verified = screening['verified']
+    assert [row['hit'] for row in verified] == [row['computed'] <= HIT_THRESHOLD for row in verified]
+    assert screening['hits'] == sum(row['hit'] for row in verified)
+    assert screening['hit_rate'] == pytest.approx(screening['hits'] / len(verified))
+    # the base rate: hits among every molecule labelled before screening (training and validation rows)
+    labelled = [*results['dataset'].get_array('homo_lumo_gap'), *results['validation_dataset'].get_array('homo_lumo_gap')]
+    assert screening['labelled_count'] == len(labelled)
+    assert screening['labelled_hits'] == sum(value <= HIT_THRESHOLD for value in labelled)
+    # the best computed anywhere in the campaign, smallest gap first, with where each came from
+    best = screening['best_found']
+    assert screening['computed_count'] == len(labelled) + len(verified)
+    assert [row['computed'] for row in best] == sorted(row['computed'] for row in best)
+    assert best[0]['computed'] == pytest.approx(min([*labelled, *(row['computed'] for row in verified)]))
+    assert len(best) == max(2, sum(row['hit'] for row in best)) and {row['source'] for row in best} <= {'labelled', 'screening'}
+    assert set(MOLECULES.split(',')) >= {row['key'] for row in best}
+    from aiida_mlqm.workflows.campaign import hit_line
+
+    assert hit_line(screening).startswith(f'hits {screening["hits"]} of 2 verified (homo_lumo_gap <= 16 eV)')
 
 
 def test_each_iteration_leaves_labelled_sub_runs_and_a_selection_with_reasons(campaign):

@@ -106,9 +106,19 @@ def test_method_selection_section_gives_the_routing_rule():
     values['method_selection'] = {'enabled': True, 'multireference': 'flag', 'mr_threshold': 0.4}
     section = parse_config(values).method_selection
     assert section.routing() == {'multireference_action': 'flag', 'mr_threshold': 0.4}
-    values['method_selection'] = {'enabled': True, 'multireference': 'casscf'}
-    with pytest.raises(CampaignConfigError, match='method_selection.multireference'):
+    # the default: multireference molecules go to CASSCF at the cheap level's basis, automatic active space
+    values['method_selection'] = {'enabled': True}
+    config = parse_config(values)
+    assert config.method_selection.routing() == {'multireference_action': 'casscf'}
+    assert config.levels.multireference.label(config.levels.cheap.basis) == 'casscf/sto-3g'
+    assert config.levels.multireference.parameters(config.levels.cheap.basis) == {'basis': 'sto-3g', 'casscf': {}}
+    values['levels']['multireference'] = {'basis': 'cc-pvdz', 'casscf': {'max_orbitals': 6, 'max_cyle': 20}}
+    with pytest.raises(CampaignConfigError, match=r'levels.multireference: .*max_cyle'):
         parse_config(values)
+    values['levels']['multireference'] = {'method': 'caspt2'}
+    with pytest.raises(CampaignConfigError, match=r'levels.multireference.method'):
+        parse_config(values)
+    del values['levels']['multireference']
     values['method_selection'] = {'enabled': False}
     assert parse_config(values).method_selection.enabled is False
 
@@ -148,3 +158,22 @@ def test_levels_carry_the_label_of_the_level_type():
     assert config.label_budgets == {'hf/6-31g*': 120, 'ccsd(t)-fc/6-31g*': 30}
     assert config.levels.expensive.parameters()['frozen_core'] is True
     assert config.levels.cheap.relative_cost == 1.0
+
+
+def test_a_gap_has_no_delta_to_a_correlated_level():
+    values = example('property.yaml')
+    values['levels']['expensive'] = {'level': 'ccsd(t)/sto-3g'}
+    with pytest.raises(CampaignConfigError, match=r'ccsd\(t\)/sto-3g has no HOMO-LUMO gap of its own'):
+        parse_config(values)
+    values['levels']['expensive'] = {'level': 'b3lyp/sto-3g'}
+    assert parse_config(values).levels.expensive.level == 'b3lyp/sto-3g'
+    values['objective'] = 'energy'
+    values['levels']['expensive'] = {'level': 'ccsd(t)/sto-3g'}
+    values['model']['extensive'] = True
+    assert parse_config(values).levels.expensive.level == 'ccsd(t)/sto-3g'
+
+
+def test_the_demo_and_the_property_example_define_a_hit():
+    demo = yaml.safe_load((pathlib.Path(__file__).parents[2] / 'workflows' / 'protocols' / 'demo_campaign.yaml').read_text())
+    assert parse_config(demo).screening.hit_threshold == 14.0
+    assert parse_config(example('property.yaml')).screening.hit_threshold is not None
