@@ -536,9 +536,13 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             return False
         if self._nothing_new():
             return False
-        return len(self.ctx.get('expensive_labelled_keys', [])) >= 3 and self.ctx.get('delta_trained_on') != (
-            self.ctx.expensive_dataset
-        )
+        if self.ctx.get('delta_trained_on') == self.ctx.expensive_dataset:
+            return False
+        if config.target == 'property':  # pairs: molecules with both labels (a failed cheap label leaves none)
+            cheap = set(orm.load_node(self.ctx.dataset).base.attributes.get('structure_uuids'))
+            expensive = orm.load_node(self.ctx.expensive_dataset).base.attributes.get('structure_uuids')
+            return sum(uuid in cheap for uuid in expensive) >= 3
+        return len(self.ctx.get('expensive_labelled_keys', [])) >= 3
 
     def train_delta(self):
         """``mlqm.train`` kind ``delta``: the correction (expensive - cheap) learned on the structures that have both
