@@ -175,5 +175,5 @@ def test_a_gap_has_no_delta_to_a_correlated_level():
 
 def test_the_demo_and_the_property_example_define_a_hit():
     demo = yaml.safe_load((pathlib.Path(__file__).parents[2] / 'workflows' / 'protocols' / 'demo_campaign.yaml').read_text())
-    assert parse_config(demo).screening.hit_threshold == 14.0
+    assert parse_config(demo).screening.hit_threshold == 13.5
     assert parse_config(example('property.yaml')).screening.hit_threshold is not None
