@@ -33,7 +33,7 @@ from .dataset import assemble_in_chunks, merge_datasets
 from .protocol import ProtocolMixin, protocol_level
 
 PyscfBatchCalculation = CalculationFactory('mlqm.pyscf.batch')
-MAX_RELAUNCHES = 2  # launches of a restart chain that never started (see ReferenceWorkChain.inspect_retries)
+MAX_RELAUNCHES = 2  # new launches of a batch job or restart chain that never started (its worker died launching it)
 PyscfBaseWorkChain = WorkflowFactory('mlqm.pyscf.base')
 
 
@@ -201,8 +201,10 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
-            cls.run_batches,
-            cls.inspect_batches,
+            while_(cls.should_run_batches)(
+                cls.run_batches,
+                cls.inspect_batches,
+            ),
             while_(cls.should_retry)(
                 cls.run_retries,
                 cls.inspect_retries,
@@ -274,11 +276,13 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
                 self.report(f'`{key}` is not computed: {problem}')
                 continue
             costs[key] = level.estimate_seconds(structure.get_ase().get_chemical_symbols())
+        self.ctx.batch_attempts = {}  # str(batch index) -> launches after the first (of a batch that never started)
         self.ctx.batches = plan_batches(
             costs,
             target_seconds=self.inputs.batch.target_seconds.value,
             max_structures=self.inputs.batch.max_structures.value,
         )
+        self.ctx.to_launch = list(range(len(self.ctx.batches)))
         estimate = sum(costs.values())
         self.report(
             f'{len(costs)} structures in {len(self.ctx.batches)} batch job(s), estimated {estimate:.0f} s of compute'
@@ -302,33 +306,55 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
     def _states(self) -> dict:
         return self.inputs.molecular_states.get_dict() if 'molecular_states' in self.inputs else {}
 
+    def should_run_batches(self):
+        return bool(self.ctx.to_launch)
+
+    def _batch_label(self, index: int) -> str:
+        attempt = self.ctx.get('batch_attempts', {}).get(str(index), 0)
+        return f'batch_{index:02d}' if attempt == 0 else f'batch_{index:02d}_{attempt:02d}'
+
     def run_batches(self):
-        """Submit one ``mlqm.pyscf.batch`` job per planned batch."""
+        """Submit one ``mlqm.pyscf.batch`` job per planned batch (and again for a batch that never started)."""
         states = self._states()
         jobs = {}
-        for index, keys in enumerate(self.ctx.batches):
+        for index in self.ctx.to_launch:
+            keys = self.ctx.batches[index]
+            label = self._batch_label(index)
             inputs = AttributeDict(
                 {
                     'code': self.inputs.code,
                     'parameters': self.inputs.parameters,
                     'structures': {key: self.inputs.structures[key] for key in keys},
-                    'metadata': {'options': self._options(), 'call_link_label': f'batch_{index:02d}'},
+                    'metadata': {'options': self._options(), 'call_link_label': label},
                 }
             )
             batch_states = {key: states[key] for key in keys if key in states}
             if batch_states:
                 inputs.molecular_states = orm.Dict(batch_states)
-            node = self._earlier(LinkType.CALL_CALC, f'batch_{index:02d}')
+            node = self._earlier(LinkType.CALL_CALC, label)
             if node is None:
                 node = self.submit(PyscfBatchCalculation, **inputs)
                 self.report(f'submitted {node.process_label}<{node.pk}> with {len(keys)} structures')
-            jobs[f'batch_{index:02d}'] = node
+            jobs[label] = node
         return ToContext(**jobs)
 
     def inspect_batches(self):
-        """Record the structures each batch labelled; queue the rest for one-by-one retries."""
-        for index, keys in enumerate(self.ctx.batches):
-            node = self.ctx[f'batch_{index:02d}']
+        """Record the structures each batch labelled; queue the rest for one-by-one retries.
+
+        A batch job that never started (its worker died while launching it, and the supervisor or ``mlqm repair``
+        closed it: it computed nothing) is launched again whole, up to :data:`MAX_RELAUNCHES` times, instead of
+        sending each of its structures to a job of its own.
+        """
+        relaunch = []
+        for index in self.ctx.to_launch:
+            keys = self.ctx.batches[index]
+            node = self.ctx[self._batch_label(index)]
+            attempts = self.ctx.batch_attempts.get(str(index), 0)
+            if never_started(node) and attempts < MAX_RELAUNCHES:
+                self.ctx.batch_attempts[str(index)] = attempts + 1
+                self.report(f'{node.process_label}<{node.pk}> never started (its worker died): launching it again')
+                relaunch.append(index)
+                continue
             results = node.outputs.parameters if 'parameters' in node.outputs else {}
             forces = node.outputs.forces if 'forces' in node.outputs else {}
             failures = node.outputs.failures.get_dict() if 'failures' in node.outputs else {}
@@ -348,7 +374,8 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
                 self.ctx.to_retry[key] = failure
             if not node.is_finished_ok:
                 self.report(f'{node.process_label}<{node.pk}> ended with {_ending(node)}')
-        if self.ctx.to_retry:
+        self.ctx.to_launch = relaunch
+        if self.ctx.to_retry and not relaunch:
             self.report(f'{len(self.ctx.to_retry)} structure(s) failed in their batch: {sorted(self.ctx.to_retry)}')
 
     def should_retry(self):
@@ -435,7 +462,7 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
         if self.ctx.failed:
             batch_failures = {}
             for index in range(len(self.ctx.batches)):
-                node = self.ctx[f'batch_{index:02d}']
+                node = self.ctx[self._batch_label(index)]
                 if 'failures' in node.outputs:
                     batch_failures[f'batch_{index:02d}'] = node.outputs.failures
             if self._earlier(LinkType.RETURN, 'failed') is None:

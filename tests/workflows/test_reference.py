@@ -222,3 +222,46 @@ def test_a_restart_chain_that_never_started_is_launched_again_and_other_failures
         assert ('a' in chain.ctx.to_retry) == (attempt < MAX_RELAUNCHES)
     assert chain.ctx.failed['a']['message'].startswith('batch 1; retry ')
     assert 'an exception: Never started' in chain.ctx.failed['a']['message']
+
+
+def test_a_batch_that_never_started_is_launched_again_whole(aiida_profile):
+    """``inspect_batches`` fed faked batch jobs: one its dying worker never started is launched again whole (under
+    ``batch_00_01``), not split into a job per structure; a batch that ran and failed sends its structures to the
+    one-by-one retries, with how it ended."""
+    import types
+
+    from aiida.common import AttributeDict
+    from aiida.engine import ProcessState
+    from aiida_mlqm.services.processes import NEVER_STARTED_MESSAGE
+    from aiida_mlqm.workflows.reference import ReferenceWorkChain
+
+    def batch(exception=None):
+        node = orm.CalcJobNode()
+        node.set_process_type('aiida.calculations:mlqm.pyscf.batch')
+        if exception is not None:
+            node.set_process_state(ProcessState.EXCEPTED)
+            node.set_exception(exception)
+        else:
+            node.set_process_state(ProcessState.FINISHED)
+            node.set_exit_status(430)
+            node.set_exit_message('Every structure failed')
+        return node.store()
+
+    reports = []
+    chain = types.SimpleNamespace(
+        ctx=AttributeDict({'batches': [['a', 'b'], ['c']], 'to_launch': [0, 1], 'batch_attempts': {}, 'batch_rows': [],
+                           'labelled': {}, 'to_retry': {}}),
+        report=reports.append,
+    )  # fmt: skip
+    chain._batch_label = types.MethodType(ReferenceWorkChain._batch_label, chain)
+    chain.ctx['batch_00'] = batch(NEVER_STARTED_MESSAGE.format(by='the supervisor'))
+    chain.ctx['batch_01'] = batch()
+    ReferenceWorkChain.inspect_batches(chain)
+    assert chain.ctx.to_launch == [0] and chain._batch_label(0) == 'batch_00_01'
+    assert sorted(chain.ctx.to_retry) == ['c']
+    assert 'exit status 430' in chain.ctx.to_retry['c']['message']
+    assert 'never started' in reports[0]
+
+    chain.ctx['batch_00_01'] = batch()  # the new launch ran (and failed): its structures go to the retries
+    ReferenceWorkChain.inspect_batches(chain)
+    assert chain.ctx.to_launch == [] and sorted(chain.ctx.to_retry) == ['a', 'b', 'c']
