@@ -6,7 +6,14 @@ outside CI it is skipped with the command that starts the service.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# PySCF writes its scratch files (SCF checkpoints, HDF5) to $TMPDIR or else the working directory, which for tests run
+# in-process is the checkout: keep them in the system's temporary folder (set before any test imports PySCF).
+os.environ.setdefault('PYSCF_TMPDIR', tempfile.gettempdir())
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
