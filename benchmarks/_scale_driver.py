@@ -149,7 +149,10 @@ def take_census(settings: dict, pks: dict[str, int], chains: dict[str, int]) -> 
     for key, pk in chains.items():
         chain = orm.load_node(pk)
         if not chain.is_finished_ok:
-            unfinished.append((pk, chain.process_state.value if chain.process_state else None, chain.exit_status))
+            # the last line of an excepted chain's traceback says what happened (the profile is removed after the run)
+            why = (chain.exception or chain.exit_message or '').strip().splitlines()[-1:] or ['']
+            unfinished.append((pk, chain.process_state.value if chain.process_state else None, chain.exit_status,
+                               why[0][:500]))
         try:
             get_node_info(chain)  # what `verdi process show` prints; fails on duplicate output labels
         except Exception as exception:  # noqa: BLE001 - counted and reported
