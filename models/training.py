@@ -233,10 +233,33 @@ def split(data: Structures, config: TrainingConfig, validation: Structures | Non
     """
     fractions = [config.calibration_fraction, 0.0 if validation is not None else config.validation_fraction]
     train_index, calibration_index, validation_index = split_indices(len(data), fractions, config.seed)
+    train_index, calibration_index, validation_index = keep_every_element(data, train_index, calibration_index,
+                                                                          validation_index)
     if validation is None and len(validation_index):
         validation = data.subset(validation_index)
     calibration = data.subset(calibration_index) if len(calibration_index) else validation
     return Splits(data.subset(train_index), validation, calibration)
+
+
+def keep_every_element(data: Structures, train, *held_out) -> list[np.ndarray]:
+    """Move held-out structures into the training block until it has every element of ``data`` (rarest first).
+
+    A model never trained on an element cannot predict a structure that has it, so a random split of a few structures
+    (three Δ pairs, one of them the only one with N) would fail at its own validation; the held-out blocks keep the rest.
+    """
+    train, held_out = list(train), [list(block) for block in held_out]
+    known = {int(z) for i in train for z in data.frame(i)[0]}
+    for element in sorted(data.species, key=lambda z: (int(np.sum(data.numbers == z)), int(z))):
+        if int(element) in known:
+            continue
+        for block in held_out:
+            having = [i for i in block if element in data.frame(i)[0]]
+            if having:
+                block.remove(having[0])
+                train.append(having[0])
+                known |= {int(z) for z in data.frame(having[0])[0]}
+                break
+    return [np.sort(np.asarray(train, dtype=int)), *(np.sort(np.asarray(block, dtype=int)) for block in held_out)]
 
 
 def bootstrap_weights(config: TrainingConfig, count: int, rng: np.random.Generator) -> np.ndarray:

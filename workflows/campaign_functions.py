@@ -288,7 +288,8 @@ def select_expensive(parameters: orm.Dict, expensive: DatasetData | None = None,
     With a Δ model (``model``, kind ``delta``, trained on the pairs so far): query by committee on the spread of its
     correction committee (the Δ's own uncertainty, from geometry alone), with a diversity term against the structures
     that already have expensive labels (``expensive``). Before the first Δ model: farthest-point sampling away from
-    them. ``parameters``: ``count``, ``diversity``, ``seed``. ``candidates``: structures with a cheap label (or one in
+    them, with a structure of each element the expensive labels do not have yet in place of the last picks (a Δ model
+    cannot correct a structure with an element it never saw). ``parameters``: ``count``, ``diversity``, ``seed``. ``candidates``: structures with a cheap label (or one in
     flight) and no expensive label yet.
     """
     from ..models.descriptors import aev_descriptors
@@ -319,8 +320,23 @@ def select_expensive(parameters: orm.Dict, expensive: DatasetData | None = None,
     else:
         both = descriptors if labelled_descriptors is None else np.concatenate([descriptors, labelled_descriptors])
         already = range(len(keys), len(both))
-        chosen = farthest_point_sampling(both, count, seed=int(values.get('seed', 0)), selected=list(already))
-        records = [{'index': int(i), 'rule': RULE_FPS, 'signal': None} for i in chosen]
+        chosen = [int(i) for i in farthest_point_sampling(both, count, seed=int(values.get('seed', 0)), selected=list(already))]
+        # The first Δ model must know every element of the structures it will correct: an element missing from the
+        # expensive labels (and from the picks) takes the place of the last farthest-point pick, rarest element first.
+        covered = set(labelled.species) if labelled is not None else set()
+        covered |= {int(z) for i in chosen for z in structures.frame(i)[0]}
+        rng = np.random.default_rng(int(values.get('seed', 0)))
+        coverage: list[int] = []
+        for element in sorted(structures.species, key=lambda z: (np.sum(structures.numbers == z), z)):
+            if element in covered or len(coverage) == len(chosen):
+                continue
+            having = [i for i in range(len(keys)) if element in structures.frame(i)[0] and i not in coverage]
+            pick = int(rng.choice(having))
+            coverage.append(pick)
+            covered |= {int(z) for z in structures.frame(pick)[0]}
+        kept = [i for i in chosen if i not in coverage][: len(chosen) - len(coverage)]
+        records = [{'index': i, 'rule': 'element coverage', 'signal': None} for i in coverage]
+        records += [{'index': i, 'rule': RULE_FPS, 'signal': None} for i in kept]
     return orm.Dict(
         {
             'chosen': [{**record, 'key': keys[record['index']], 'uuid': candidates[keys[record['index']]].uuid}

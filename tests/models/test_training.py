@@ -105,3 +105,20 @@ def test_property_models_extensive_and_intensive(water_train, water_test):
     assert np.abs(prediction.value - water_test.energy / 3.0).mean() < 0.7 * constant
     with pytest.raises(ValueError, match='forces are only defined'):
         committee.predict(water_test, forces=True)
+
+
+def test_split_keeps_every_element_in_training():
+    """Three structures, the only one with N drawn into the validation block: it moves to training (a model that never
+    saw N cannot validate on it), the held-out blocks keep what they can."""
+    import numpy as np
+    from aiida_mlqm.models.data import Structures
+    from aiida_mlqm.models.training import keep_every_element
+
+    numbers = [[8, 1, 1], [6, 1, 1, 1, 1], [7, 1, 1, 1], [8, 1, 1]]
+    offsets = np.cumsum([0] + [len(n) for n in numbers])
+    data = Structures(np.concatenate(numbers), np.zeros((offsets[-1], 3)), offsets)
+    train, validation = keep_every_element(data, np.array([0, 1]), np.array([2, 3]))
+    assert train.tolist() == [0, 1, 2] and validation.tolist() == [3]
+    # nothing missing: nothing moves
+    train, calibration, validation = keep_every_element(data, np.array([0, 1, 2]), np.array([3]), np.array([], dtype=int))
+    assert train.tolist() == [0, 1, 2] and calibration.tolist() == [3] and validation.tolist() == []

@@ -26,3 +26,21 @@ def test_rank_library_uses_the_probability_of_a_hit_with_a_threshold(aiida_profi
     assert ranked['rule'] == 'probability of a hit' and ranked['top'] == ['sure', 'near']
     assert [row['rank'] for row in ranked['ranking']] == [0, 1, 2, 3]
     assert ranked['ranking'][0]['probability_of_hit'] > ranked['ranking'][1]['probability_of_hit'] > 0.3
+def test_first_expensive_picks_cover_every_element(aiida_profile, make_structure):
+    """Before the first Δ model, the expensive picks include a structure of every element of the candidates (a Δ model
+    trained on H, C, O cannot correct a structure with N), in place of the last farthest-point picks."""
+    from aiida import orm
+    from aiida_mlqm.workflows.campaign_functions import select_expensive
+
+    candidates = {f'w{i}': make_structure('H2O') for i in range(6)}
+    candidates.update({f'm{i}': make_structure('CH4') for i in range(3)})
+    candidates['n0'] = make_structure('NH3')
+    for structure in candidates.values():
+        structure.store()
+    result = select_expensive(orm.Dict({'count': 3, 'diversity': 0.5, 'seed': 0}), **candidates).get_dict()
+    keys = [row['key'] for row in result['chosen']]
+    assert len(keys) == 3 and len(set(keys)) == 3
+    assert set().union(*(candidates[key].get_symbols_set() for key in keys)) == {'H', 'C', 'N', 'O'}
+    # one pick only: the rarest missing element decides it
+    one = select_expensive(orm.Dict({'count': 1, 'diversity': 0.5, 'seed': 0}), **candidates).get_dict()['chosen']
+    assert [row['key'] for row in one] == ['n0']
