@@ -261,3 +261,24 @@ def split_indices(count: int, fractions: t.Sequence[float], seed: int, *, minimu
     if len(rest) == 0:
         raise ValueError(f'{count} structures are too few for the requested held-out fractions {list(fractions)}')
     return [rest, *blocks]
+
+
+def keep_every_element(data: Structures, train, *held_out) -> list[np.ndarray]:
+    """Move held-out structures into the training block until it has every element of ``data`` (rarest first).
+
+    A model never trained on an element cannot predict a structure that has it, so a random split of a few structures
+    (three Δ pairs, one of them the only one with N) would fail at its own validation; the held-out blocks keep the rest.
+    """
+    train, held_out = list(train), [list(block) for block in held_out]
+    known = {int(z) for i in train for z in data.frame(i)[0]}
+    for element in sorted(data.species, key=lambda z: (int(np.sum(data.numbers == z)), int(z))):
+        if int(element) in known:
+            continue
+        for block in held_out:
+            having = [i for i in block if element in data.frame(i)[0]]
+            if having:
+                block.remove(having[0])
+                train.append(having[0])
+                known |= {int(z) for z in data.frame(having[0])[0]}
+                break
+    return [np.sort(np.asarray(train, dtype=int)), *(np.sort(np.asarray(block, dtype=int)) for block in held_out)]

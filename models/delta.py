@@ -24,7 +24,7 @@ import numpy as np
 from . import serialization
 from .backends import load_committee
 from .config import correction_config
-from .data import Structures, split_indices
+from .data import Structures, keep_every_element, split_indices
 from .errors import InvalidInputError
 from .prediction import CommitteeModel, Prediction, structure_max
 from .uncertainty import Calibration, calibrate, combine_spreads
@@ -233,7 +233,7 @@ def train_delta(
             f'only {len(difference)} structures have both {base_level} and {target_level} labels; Δ-learning needs '
             'at least 3 (training and held-out calibration)'
         )
-    train_index, holdout_index = split_indices(len(difference), [holdout_fraction], seed)
+    train_index, holdout_index = _pair_split(difference, holdout_fraction, seed)
     cheap_energy = expensive.energy - difference.energy
     log(
         f'Δ-learning on {base_level}: correction to {target_level} trained on {len(train_index)} pairs, '
@@ -373,7 +373,7 @@ def train_ml_base_delta(
     """
     log = log or (lambda line: None)
     base_data, expensive, difference = pair_levels(data, base_level, target_level)
-    train_index, holdout_index = split_indices(len(difference), [holdout_fraction], seed)
+    train_index, holdout_index = _pair_split(difference, holdout_fraction, seed)
     log(
         f'Δ-learning: base on {len(base_data)} {base_level} frames, correction on {len(train_index)} pairs, '
         f'{len(holdout_index)} pairs held out for calibration'
@@ -402,6 +402,20 @@ def train_ml_base_delta(
         f'(base alone {model.metrics["holdout"]["base_only_energy_mae"]:.4g} eV)'
     )
     return model
+
+
+def _pair_split(difference: Structures, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out pairs; the training pairs hold every element (the correction must know each one).
+
+    :raises InvalidInputError: when no pair can be held out without taking an element out of training.
+    """
+    train_index, holdout_index = keep_every_element(difference, *split_indices(len(difference), [holdout_fraction], seed))
+    if len(holdout_index) == 0:
+        raise InvalidInputError(
+            f'each of the {len(difference)} pairs is the only one with one of its elements, so none can be held out '
+            'to calibrate the correction: label more structures at both levels'
+        )
+    return train_index, holdout_index
 
 
 def train_committee_logged(data: Structures, hyperparameters, log, name: str) -> CommitteeModel:

@@ -19,7 +19,7 @@ import torch
 
 from .committee import Committee
 from .config import TrainingConfig, parse_config
-from .data import Structures, fit_reference_energies, padded, split_indices
+from .data import Structures, fit_reference_energies, keep_every_element, padded, split_indices
 from .errors import InvalidInputError, NaNLossError
 from .networks import CommitteeNetwork, NetworkConfig, member_forces
 from .uncertainty import calibrate
@@ -239,27 +239,6 @@ def split(data: Structures, config: TrainingConfig, validation: Structures | Non
         validation = data.subset(validation_index)
     calibration = data.subset(calibration_index) if len(calibration_index) else validation
     return Splits(data.subset(train_index), validation, calibration)
-
-
-def keep_every_element(data: Structures, train, *held_out) -> list[np.ndarray]:
-    """Move held-out structures into the training block until it has every element of ``data`` (rarest first).
-
-    A model never trained on an element cannot predict a structure that has it, so a random split of a few structures
-    (three Δ pairs, one of them the only one with N) would fail at its own validation; the held-out blocks keep the rest.
-    """
-    train, held_out = list(train), [list(block) for block in held_out]
-    known = {int(z) for i in train for z in data.frame(i)[0]}
-    for element in sorted(data.species, key=lambda z: (int(np.sum(data.numbers == z)), int(z))):
-        if int(element) in known:
-            continue
-        for block in held_out:
-            having = [i for i in block if element in data.frame(i)[0]]
-            if having:
-                block.remove(having[0])
-                train.append(having[0])
-                known |= {int(z) for z in data.frame(having[0])[0]}
-                break
-    return [np.sort(np.asarray(train, dtype=int)), *(np.sort(np.asarray(block, dtype=int)) for block in held_out)]
 
 
 def bootstrap_weights(config: TrainingConfig, count: int, rng: np.random.Generator) -> np.ndarray:

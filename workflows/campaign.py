@@ -542,7 +542,19 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             cheap = set(orm.load_node(self.ctx.dataset).base.attributes.get('structure_uuids'))
             expensive = orm.load_node(self.ctx.expensive_dataset).base.attributes.get('structure_uuids')
             return sum(uuid in cheap for uuid in expensive) >= 3
-        return len(self.ctx.get('expensive_labelled_keys', [])) >= 3
+        if len(self.ctx.get('expensive_labelled_keys', [])) < 3:
+            return False
+        # a pair can be held out to calibrate the correction only when no element sits in a single pair
+        expensive = orm.load_node(self.ctx.expensive_dataset)
+        numbers, offsets = expensive.get_array('numbers'), expensive.get_array('offsets')
+        counts: dict[int, int] = {}
+        for row in range(len(offsets) - 1):
+            for element in set(numbers[offsets[row] : offsets[row + 1]].tolist()):
+                counts[element] = counts.get(element, 0) + 1
+        if min(counts.values()) < 2:
+            self.report('no Δ model yet: an element has its expensive label on one structure only')
+            return False
+        return True
 
     def train_delta(self):
         """``mlqm.train`` kind ``delta``: the correction (expensive - cheap) learned on the structures that have both

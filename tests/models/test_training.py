@@ -112,7 +112,7 @@ def test_split_keeps_every_element_in_training():
     saw N cannot validate on it), the held-out blocks keep what they can."""
     import numpy as np
     from aiida_mlqm.models.data import Structures
-    from aiida_mlqm.models.training import keep_every_element
+    from aiida_mlqm.models.data import keep_every_element
 
     numbers = [[8, 1, 1], [6, 1, 1, 1, 1], [7, 1, 1, 1], [8, 1, 1]]
     offsets = np.cumsum([0] + [len(n) for n in numbers])
