@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from ..services.rabbitmq import RABBITMQ_BACKENDS
 from . import main
 
 
@@ -39,7 +40,7 @@ def cmd_repair(profile_name, restart_daemon):
     from ..services.processes import repair
 
     profile = _load(profile_name)
-    if profile.process_control_backend != 'core.rabbitmq':
+    if profile.process_control_backend not in RABBITMQ_BACKENDS:
         raise click.ClickException(
             f'profile {profile.name} has no broker: its processes run inside the command that started them. '
             'Fix: nothing to repair; run the command again.'
@@ -74,7 +75,7 @@ def cmd_supervise(profile_name, interval, check_every):
     from ..services.supervisor import Supervisor
 
     profile = _load(profile_name)
-    if profile.process_control_backend != 'core.rabbitmq' or profile.storage_backend != 'core.psql_dos':
+    if profile.process_control_backend not in RABBITMQ_BACKENDS or profile.storage_backend != 'core.psql_dos':
         raise click.ClickException(f'profile {profile.name} is not a PostgreSQL + RabbitMQ profile: nothing to watch')
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     logging.getLogger('pika').setLevel(logging.WARNING)  # every connection attempt is logged at INFO otherwise

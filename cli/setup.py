@@ -1,7 +1,7 @@
 """``mlqm setup``: create or reuse a profile, the ``localhost`` computer and the Python code that runs PySCF jobs.
 
 Without service options: the embedded profile (``core.sqlite_dos``, no broker). With ``--detect`` or any
-``--db-*``/``--broker-*`` option: a ``core.psql_dos`` + ``core.rabbitmq`` profile for ``verdi daemon`` workers.
+``--db-*``/``--broker-*`` option: a ``core.psql_dos`` + ``mlqm.rabbitmq`` (AiiDA's RabbitMQ broker, waiting through outages) profile for ``verdi daemon`` workers.
 ``--slurm`` adds the ``localhost-slurm`` computer of ``deploy/slurm/start.sh``. The work is done by
 :mod:`aiida_mlqm.services.profiles`; this module parses options and prints.
 """
@@ -30,7 +30,13 @@ from ..services.profiles import (  # noqa: F401 - re-exported: notebooks and old
     profile_summary,
     setup_embedded,
 )
-from ..services.rabbitmq import CONSUMER_TIMEOUT_FIX, RabbitmqSettings, consumer_timeout, timeout_disabled
+from ..services.rabbitmq import (
+    CONSUMER_TIMEOUT_FIX,
+    RABBITMQ_BACKENDS,
+    RabbitmqSettings,
+    consumer_timeout,
+    timeout_disabled,
+)
 from . import main
 
 
@@ -163,7 +169,7 @@ def cmd_setup(ctx, profile_name, detect, slurm, method_selection, **options):
         click.echo(f'classifier {classifier.pk} ({classifier.uuid}): {classifier.summary()}')
     if slurm and shutil.which('sbatch') is None:
         click.echo('warning   sbatch not found: start the one-node cluster with `sudo deploy/slurm/start.sh`', err=True)
-    if profile.process_control_backend == 'core.rabbitmq':
+    if profile.process_control_backend in RABBITMQ_BACKENDS:
         broker = RabbitmqSettings.from_profile_config(profile.process_control_config)
         if timeout_disabled(consumer_timeout(broker.host)) is False:
             click.echo(f'warning   RabbitMQ consumer_timeout is on; fix: {CONSUMER_TIMEOUT_FIX}', err=True)

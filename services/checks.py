@@ -18,6 +18,7 @@ import threading
 from .common import ServiceError, first_line, is_local
 from .rabbitmq import (
     CONSUMER_TIMEOUT_FIX,
+    RABBITMQ_BACKENDS,
     RabbitmqSettings,
     consumer_timeout,
     process_queue_depth,
@@ -98,7 +99,7 @@ def check_broker(profile) -> list[Check]:
                 'for verdi daemon workers make a profile with `mlqm setup --detect`',
             )
         ]
-    if backend != 'core.rabbitmq':
+    if backend not in RABBITMQ_BACKENDS:
         return [Check('broker', WARNING, f'{backend}: not checked by mlqm status')]
     settings = RabbitmqSettings.from_profile_config(profile.process_control_config)
     try:

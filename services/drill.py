@@ -116,6 +116,7 @@ class DrillServices:
     def start_rabbitmq(self) -> None:
         base = self.root / 'rabbitmq'
         if not base.exists():
+            self.root.chmod(0o755)  # the rabbitmq user reaches its folder through the root (mkdtemp makes it 0700)
             for folder in (base, base / 'mnesia', base / 'log'):
                 folder.mkdir(parents=True, exist_ok=True)
             (base / 'enabled_plugins').write_text('[].\n')

@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from .rabbitmq import RABBITMQ_BACKENDS
+
 ACTIVE_STATES = ('created', 'waiting', 'running')
 CALCJOB_TYPE = 'process.calculation.calcjob.'
 RESUMABLE_TYPES = (CALCJOB_TYPE, 'process.workflow.workchain.')
@@ -199,11 +201,11 @@ def find_stuck_work(profile, *, now: datetime.datetime | None = None) -> StuckWo
         for pk, ctime, _, node_type in rows
         if (now - ctime).total_seconds() > PROCESS_GRACE_S and node_type.startswith(RESUMABLE_TYPES)
     ]
-    if old and profile.process_control_backend == 'core.rabbitmq':
+    if old and profile.process_control_backend in RABBITMQ_BACKENDS:
         queued = set(queued_process_pks(profile))
         unreachable = [pk for pk in old if pk not in queued and not _answers(pk)]
         found.without_task = [(pk, 'no daemon worker holds it and no task in the queue names it') for pk in unreachable]
-    if profile.process_control_backend == 'core.rabbitmq':
+    if profile.process_control_backend in RABBITMQ_BACKENDS:
         found.never_started = [(item.pk, item.why) for item in find_never_started(now=now)]
     calcjobs = [pk for pk, _, _, node_type in rows if node_type.startswith(CALCJOB_TYPE)]
     found.job_ended = _calcjobs_whose_job_ended(calcjobs, now)

@@ -3,7 +3,8 @@
 Two kinds of profile:
 
 * embedded: ``core.sqlite_dos`` storage, no broker; processes run in-process.
-* production: ``core.psql_dos`` on PostgreSQL plus the ``core.rabbitmq`` broker, for ``verdi daemon`` workers.
+* production: ``core.psql_dos`` on PostgreSQL plus the ``mlqm.rabbitmq`` broker (AiiDA's RabbitMQ broker, whose
+  communicator waits through a broker outage: :mod:`.broker`), for ``verdi daemon`` workers.
 
 Profiles are made with aiida-core's ``create_profile``, as ``verdi presto`` does (presto itself wants sudo and the
 en_US locale for PostgreSQL: :mod:`.postgres` makes the database instead).
@@ -17,7 +18,14 @@ import sys
 
 from .common import ServiceError, check_profile_name
 from .postgres import PostgresSettings, ensure_database
-from .rabbitmq import RabbitmqSettings, consumer_timeout, rabbitmq_connection, timeout_disabled
+from .rabbitmq import (
+    BROKER_BACKEND,
+    RABBITMQ_BACKENDS,
+    RabbitmqSettings,
+    consumer_timeout,
+    rabbitmq_connection,
+    timeout_disabled,
+)
 
 DEFAULT_PROFILE = 'mlqm'
 DEFAULT_SERVICES_PROFILE = 'mlqm-psql'
@@ -93,6 +101,16 @@ def use_write_ahead_log(profile) -> str | None:
 ENGINE_OPTIONS = {'pool_pre_ping': True}
 
 
+def _set_broker_backend(config, name: str) -> None:
+    """Move a profile on AiiDA's ``core.rabbitmq`` to :data:`.rabbitmq.BROKER_BACKEND` (same broker, same settings; its
+    communicator waits through a broker outage instead of excepting the processes that call it)."""
+    profile = config.get_profile(name)
+    if profile.process_control_backend == 'core.rabbitmq':
+        profile.set_process_controller(BROKER_BACKEND, dict(profile.process_control_config))
+        config.update_profile(profile)
+        config.store()
+
+
 def _set_engine_options(config, name: str) -> None:
     profile = config.get_profile(name)
     storage = dict(profile.storage_config)
@@ -141,7 +159,7 @@ def ensure_services_profile(
     email: str = 'mlqm@localhost',
     reset_role_password: bool = False,
 ):
-    """Create (or reuse) a ``core.psql_dos`` + ``core.rabbitmq`` profile, load it and return it.
+    """Create (or reuse) a ``core.psql_dos`` + ``mlqm.rabbitmq`` profile, load it and return it.
 
     For a new profile the broker is probed first (a profile whose broker is wrong only fails later, in the daemon),
     then the database and role are created when missing (see :func:`.postgres.ensure_database` for
@@ -165,6 +183,7 @@ def ensure_services_profile(
             )
         _set_runner_options(config, name)
         _set_engine_options(config, name)
+        _set_broker_backend(config, name)
         return load_profile(name, allow_switch=True)
 
     rabbitmq_connection(rabbitmq).close()
@@ -175,7 +194,7 @@ def ensure_services_profile(
         config,
         storage_backend='core.psql_dos',
         storage_config=postgres.storage_config(repository.as_uri()),
-        broker_backend='core.rabbitmq',
+        broker_backend=BROKER_BACKEND,
         broker_config=rabbitmq.profile_config(),
         name=name,
         email=email,
@@ -280,6 +299,6 @@ def profile_summary(profile) -> list[tuple[str, str]]:
         ('profile', f'{profile.name} (storage {profile.storage_backend}, broker {profile.process_control_backend})'),
         ('storage', where),
     ]
-    if profile.process_control_backend == 'core.rabbitmq':
+    if profile.process_control_backend in RABBITMQ_BACKENDS:
         rows.append(('broker', RabbitmqSettings.from_profile_config(profile.process_control_config).where()))
     return rows

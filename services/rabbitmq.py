@@ -12,6 +12,10 @@ import subprocess
 
 from .common import ServiceError, is_local
 
+# The broker backend of profiles made by ``mlqm setup`` (services/broker.py), and every RabbitMQ backend mlqm reads.
+BROKER_BACKEND = 'mlqm.rabbitmq'
+RABBITMQ_BACKENDS = ('core.rabbitmq', BROKER_BACKEND)
+
 CONSUMER_TIMEOUT_FIX = (
     "rabbitmqctl eval 'application:set_env(rabbit, consumer_timeout, undefined).' (now) and "
     '[{rabbit, [{consumer_timeout, undefined}]}]. in /etc/rabbitmq/advanced.config (for restarts); '

@@ -38,7 +38,7 @@ def test_detect_creates_psql_profile_and_is_idempotent(detected):
     profile, first = detected
     second = profile.mlqm('setup', '--detect', '--profile', profile.name)
     assert first.stdout == second.stdout
-    assert 'core.psql_dos' in first.stdout and 'core.rabbitmq' in first.stdout
+    assert 'core.psql_dos' in first.stdout and 'mlqm.rabbitmq' in first.stdout
 
     config = profile.config()
     assert config['default_profile'] == profile.name  # the first profile in a fresh AIIDA_PATH becomes the default
