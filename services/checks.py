@@ -17,6 +17,7 @@ import threading
 
 from .common import ServiceError, first_line, is_local
 from .rabbitmq import (
+    BROKER_BACKEND,
     CONSUMER_TIMEOUT_FIX,
     RABBITMQ_BACKENDS,
     RabbitmqSettings,
@@ -118,6 +119,17 @@ def check_broker(profile) -> list[Check]:
     connection.close()
     version = version.decode() if isinstance(version, bytes) else str(version)
     checks = [Check('broker', OK, f'RabbitMQ {version} at {settings.where()}')]
+    if backend == BROKER_BACKEND:
+        checks.append(Check('broker outages', OK, f'{backend}: processes wait for a broker that went away'))
+    else:
+        checks.append(
+            Check(
+                'broker outages',
+                WARNING,
+                f'{backend}: a RabbitMQ restart marks the processes that call the broker in that moment excepted',
+                f'mlqm setup --detect --profile {profile.name} (moves the profile to {BROKER_BACKEND})',
+            )
+        )
 
     disabled = timeout_disabled(consumer_timeout(settings.host))
     if disabled is True:

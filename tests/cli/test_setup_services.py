@@ -84,7 +84,8 @@ def test_status_ok_on_live_services(detected):
     result = profile.mlqm('status', '--profile', profile.name, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = parse_status(result.stdout)
-    for check in ('storage', 'broker', 'broker queue', 'computer localhost', 'code mlqm-python@localhost'):
+    for check in ('storage', 'broker', 'broker outages', 'broker queue', 'computer localhost',
+                  'code mlqm-python@localhost'):
         assert rows[check][0] == 'ok', (check, rows[check])
     assert 'core.psql_dos' in rows['storage'][1]
     if os.geteuid() == 0:  # rabbitmqctl needs the Erlang cookie, which root has
@@ -118,6 +119,27 @@ def test_status_error_with_hint_on_closed_ports(detected, tmp_path):
     assert 'deploy/services.sh' in rows['storage'][1]
     assert rows['broker'][0] == 'error'
     assert 'not reachable' in rows['broker'][1] and 'configure-broker' in rows['broker'][1]
+
+
+def test_a_profile_on_aiidas_own_broker_is_warned_about_and_moved(detected, tmp_path):
+    """A copy of the profile on ``core.rabbitmq`` (as ``verdi presto`` or an older mlqm makes it): ``mlqm status`` warns
+    that a broker restart excepts processes and names the fix; ``mlqm setup --detect`` moves it to ``mlqm.rabbitmq``."""
+    profile, _ = detected
+    config = profile.config()
+    config['profiles'][profile.name]['process_control']['backend'] = 'core.rabbitmq'
+    (tmp_path / '.aiida').mkdir()
+    (tmp_path / '.aiida' / 'config.json').write_text(json.dumps(config))
+    copy = ProfileEnv(profile.name, tmp_path)
+
+    rows = parse_status(copy.mlqm('status', '--profile', profile.name, check=False).stdout)
+    assert rows['broker'][0] == 'ok'
+    assert rows['broker outages'][0] == 'warning' and 'excepted' in rows['broker outages'][1]
+    assert f'mlqm setup --detect --profile {profile.name}' in rows['broker outages'][1]
+    copy.mlqm('setup', '--detect', '--profile', profile.name)
+    assert copy.config()['profiles'][profile.name]['process_control']['backend'] == 'mlqm.rabbitmq'
+    assert copy.config()['profiles'][profile.name]['process_control']['config'] == (
+        config['profiles'][profile.name]['process_control']['config']
+    )
 
 
 def test_services_options_refuse_an_embedded_profile(tmp_path):
