@@ -21,16 +21,17 @@ every other respect, so ``verdi`` works with it unchanged.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import time
 
 from aiida.brokers.rabbitmq.broker import RabbitmqBroker
+from aiida.common.log import AIIDA_LOGGER
 from kiwipy.rmq import RmqThreadCommunicator
 
 from .rabbitmq import BROKER_BACKEND, RABBITMQ_BACKENDS  # noqa: F401 - the backend's name lives with the settings
 
-LOGGER = logging.getLogger('aiida_mlqm.broker')
+# under AiiDA's logger, so that a worker's waits are in the daemon log (`verdi daemon logshow`)
+LOGGER = AIIDA_LOGGER.getChild('mlqm.broker')
 RETRY_S = 0.5
 OUTAGE_S = float(os.environ.get('MLQM_BROKER_OUTAGE_S', 900))
 
