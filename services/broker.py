@@ -24,6 +24,7 @@ import functools
 import os
 import time
 
+import kiwipy
 from aiida.brokers.rabbitmq.broker import RabbitmqBroker
 from aiida.common.log import AIIDA_LOGGER
 from kiwipy.rmq import RmqThreadCommunicator
@@ -44,8 +45,10 @@ def broker_is_away(exception: BaseException) -> bool:
         return True
     if isinstance(exception, ConnectionError):
         return True
-    # aiormq's Connection.channel() raises a bare RuntimeError("<Connection: ...> closed") while reconnecting
-    return type(exception) is RuntimeError and str(exception).rstrip().endswith('closed')
+    # While the robust connection reconnects, aiormq and aio_pika also raise bare RuntimeErrors: "<Connection: ...>
+    # closed", "<RobustConnection ...> connection closed", "Connection was not opened"
+    text = str(exception).strip()
+    return type(exception) is RuntimeError and (text.endswith('closed') or text.endswith('was not opened'))
 
 
 def _through_outages(method, *, drop: bool = False):
@@ -61,7 +64,10 @@ def _through_outages(method, *, drop: bool = False):
             try:
                 result = method(self, *args, **kwargs)
             except Exception as exception:
-                if not broker_is_away(exception) or self.is_closed():
+                # Right after the broker is back, its durable queues are still being recovered: a task sent then is
+                # returned as unroutable. Within an outage that is part of the outage; outside one it is an error.
+                restoring = deadline is not None and isinstance(exception, kiwipy.UnroutableError)
+                if not (broker_is_away(exception) or restoring) or self.is_closed():
                     raise
                 now = time.monotonic()
                 if deadline is None:

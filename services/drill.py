@@ -109,9 +109,9 @@ class DrillServices:
             'HOME': '/var/lib/rabbitmq',
         }
 
-    def _rabbitmqctl(self, *args: str, timeout: float = 120):
+    def _rabbitmqctl(self, *args: str, timeout: float = 120, check: bool = True):
         return _as_user('rabbitmq', '/usr/lib/rabbitmq/bin/rabbitmqctl', '-n', self.node, *args,
-                        env={'HOME': '/var/lib/rabbitmq'}, timeout=timeout)
+                        env={'HOME': '/var/lib/rabbitmq'}, timeout=timeout, check=check)
 
     def start_rabbitmq(self) -> None:
         base = self.root / 'rabbitmq'
@@ -127,12 +127,26 @@ class DrillServices:
         _as_user('rabbitmq', '/usr/lib/rabbitmq/bin/rabbitmq-server', '-detached', env=env)
         self._rabbitmqctl('wait', env['RABBITMQ_PID_FILE'], '--timeout', '90', timeout=120)
 
+    def stop_rabbitmq_app(self) -> None:
+        """Stop the broker application (every connection closes); the node stays up, so it can start again fast."""
+        self._rabbitmqctl('stop_app')
+
+    def start_rabbitmq_app(self, attempts: int = 5) -> None:
+        """Start the broker application and wait until it accepts connections (``start_app`` can fail while the node
+        is still busy stopping on a loaded machine: tried again)."""
+        for attempt in range(attempts):
+            result = self._rabbitmqctl('start_app', check=attempt == attempts - 1)
+            if result.returncode == 0:
+                break
+            time.sleep(2.0)
+        self._rabbitmqctl('await_startup', '--timeout', '90', timeout=120)
+
     def restart_rabbitmq(self, down_seconds: float = 5.0) -> float:
         """Stop the broker application (every connection closes), wait, start it again; return the seconds."""
         start = time.monotonic()
-        self._rabbitmqctl('stop_app')
+        self.stop_rabbitmq_app()
         time.sleep(down_seconds)
-        self._rabbitmqctl('start_app')
+        self.start_rabbitmq_app()
         return time.monotonic() - start
 
     # -------------------------------------------------------------------------------------------------- both

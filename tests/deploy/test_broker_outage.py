@@ -19,6 +19,22 @@ from service_fixtures import require_service
 pytestmark = [pytest.mark.rabbitmq]
 
 
+def test_what_counts_as_the_broker_being_away():
+    """Each message aiormq and aio_pika raised in these tests while the broker restarted; not a refused or slow call."""
+    import aiormq.exceptions
+    import kiwipy
+
+    from aiida_mlqm.services.broker import broker_is_away
+
+    assert broker_is_away(aiormq.exceptions.ChannelInvalidStateError('<RobustChannel ...> closed'))
+    assert broker_is_away(RuntimeError('<Connection: "amqp://guest:******@127.0.0.1:5672/" at 0x7f87> closed'))
+    assert broker_is_away(RuntimeError('Connection was not opened'))
+    assert broker_is_away(ConnectionRefusedError(111, 'Connect call failed'))
+    assert not broker_is_away(RuntimeError('a bug'))
+    assert not broker_is_away(kiwipy.UnroutableError('NO_ROUTE'))  # retried only within an outage
+    assert not broker_is_away(kiwipy.TimeoutError())
+
+
 @pytest.fixture(scope='module')
 def private_rabbitmq():
     require_service(os.geteuid() == 0, 'root (the test runs its own RabbitMQ node as the rabbitmq user)', 'sudo')
@@ -39,12 +55,27 @@ def connect(services, cls, queue):
                        task_queue=queue, testing_mode=False)
 
 
-def restart_later(services, seconds: float) -> threading.Thread:
-    """Stop the node's broker application now and start it again ``seconds`` later, in a thread."""
-    services._rabbitmqctl('stop_app')
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), services._rabbitmqctl('start_app')))
-    thread.start()
-    return thread
+class restart_later(threading.Thread):  # noqa: N801 - used as a function
+    """Stop the node's broker application now and start it again ``seconds`` later, in a thread; :meth:`join` raises
+    what the start raised."""
+
+    def __init__(self, services, seconds: float):
+        super().__init__()
+        self.services, self.seconds, self.error = services, seconds, None
+        services.stop_rabbitmq_app()
+        self.start()
+
+    def run(self):
+        time.sleep(self.seconds)
+        try:
+            self.services.start_rabbitmq_app()
+        except Exception as exception:  # noqa: BLE001 - handed to the test in join()
+            self.error = exception
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
 
 
 def test_aiida_communicator_raises_while_the_broker_is_away(private_rabbitmq):
@@ -70,6 +101,7 @@ def test_tolerant_communicator_waits_and_the_task_arrives(private_rabbitmq):
 
     queue = f'tolerant-{uuid.uuid4().hex[:6]}'
     communicator = connect(private_rabbitmq, OutageTolerantCommunicator, queue)
+    communicator.outage_s = 120.0  # a failure here should not wait the production 900 s
     try:
         communicator.task_send({'warm': 0}, no_reply=True)  # declares the (durable) queue before the outage
         back = restart_later(private_rabbitmq, 3.0)
