@@ -126,7 +126,8 @@ class PyscfBatchCalculation(BasePyscfCalculation):
             valid_type=orm.ArrayData,
             dynamic=True,
             required=False,
-            help="Per structure that succeeded, when forces were asked for: array 'forces' (eV/Å).",
+            help="Per structure that succeeded, when forces were asked for, for jobs without a `dataset` output: array "
+            "'forces' (eV/Å). Jobs with a `dataset` output keep forces in its rows only.",
         )
         spec.output(
             'dataset',

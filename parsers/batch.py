@@ -12,8 +12,11 @@ __all__ = ('PyscfBatchParser',)
 
 
 class PyscfBatchParser(PyscfParserBase):
-    """Attach ``parameters.<key>`` and ``forces.<key>`` of each good structure, their rows as one ``dataset`` (jobs
-    whose class sets ``DATASET_ROWS``) and a ``failures`` Dict.
+    """Attach ``parameters.<key>`` of each good structure, their rows (energies and forces) as one ``dataset`` (jobs
+    whose class sets ``DATASET_ROWS``; the others get ``forces.<key>``) and a ``failures`` Dict.
+
+    Forces go into the dataset's rows only, not into an ``ArrayData`` a structure as well: each output node costs a
+    store and a validated link (see ``python -m benchmarks overhead``), and the rows are what every consumer reads.
 
     Exit status 0 when all succeeded, 710 when some failed, 430 when none did; 3xx (or the scheduler's code) when no
     results came back at all.
@@ -34,6 +37,7 @@ class PyscfBatchParser(PyscfParserBase):
         failures: dict[str, dict] = {}
         structures = self.node.inputs.structures
         keys = list(structures.keys())
+        dataset_rows = getattr(self.node.process_class, 'DATASET_ROWS', False)
         rows = []
         for key in keys:
             result = results['structures'].get(key)
@@ -51,7 +55,7 @@ class PyscfBatchParser(PyscfParserBase):
                 parameters, forces = convert_result(result, versions, level_label)
                 node = orm.Dict(parameters)
                 self.out(f'parameters.{key}', node)
-                if forces is not None:
+                if forces is not None and not dataset_rows:
                     self.out(f'forces.{key}', forces_node(forces))
                 rows.append((key, node, forces))
                 continue
@@ -65,7 +69,7 @@ class PyscfBatchParser(PyscfParserBase):
             if status == 'missing' and self.node.exit_status is not None:
                 # The scheduler says why the job ended early (e.g. 120 walltime, 110 out of memory): more specific.
                 failures[key]['exit_code'] = self.node.exit_status
-        if rows and getattr(self.node.process_class, 'DATASET_ROWS', False):
+        if rows and dataset_rows:
             frames = [
                 frame_from_result(structures[key], node.get_dict(), forces, source_uuid=self.node.uuid,
                                   result_uuid=node.uuid)

@@ -14,7 +14,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from ..chemistry.level import canonical_label
-from ..provenance.dataset import DatasetData, Frame, frame_from_result, site_number
+from ..provenance.dataset import DatasetData, Frame, frame_from_result, site_arrays
 
 ROLES = ('parameters', 'forces', 'structure')
 # Inputs of one assembling calcfunction. AiiDA checks each new input link of an unstored process node against all
@@ -125,10 +125,11 @@ def dataset_from_aiida_pyscf(**nodes) -> DatasetData:
         charge = int(structure_inputs.get('charge', 0))
         spin = int(structure_inputs.get('spin', 0))
         forces = mean_field.get('forces')
+        numbers, positions = site_arrays(structure)
         frames.append(
             Frame(
-                numbers=np.array([site_number(structure, site) for site in structure.sites]),
-                positions=np.array([site.position for site in structure.sites]),
+                numbers=numbers,
+                positions=positions,
                 energy=float(mean_field['total_energy']),
                 forces=np.asarray(forces, dtype=float) if forces is not None else None,
                 charge=charge,

@@ -1,7 +1,8 @@
 """``ReferenceWorkChain`` (``mlqm.reference``): label a set of structures at one level of theory.
 
 1. The structures are packed into ``mlqm.pyscf.batch`` jobs by estimated cost (:mod:`.batching`), capped by
-   ``batch.max_structures``; all batches run at once.
+   ``batch.max_structures``; all batches run at once. On a ``core.direct`` computer the work is spread over as many
+   single-core jobs as the machine has cores (:func:`.batching.jobs_side_by_side`) when it is worth a job each.
 2. Structures that failed inside a batch (or whose whole batch failed) are retried one by one through the
    ``mlqm.pyscf.base`` restart chain, which changes settings by failure type.
 3. The dataset: each batch job returns its good structures as rows (its ``dataset`` output, made by its parser);
@@ -28,7 +29,7 @@ from ..chemistry.level import CostError, LevelOfTheory, ParameterError
 from ..chemistry.molecule import Rejection
 from ..exit_codes import declare
 from ..services.processes import never_started
-from .batching import plan_batches
+from .batching import fill_slots, jobs_side_by_side, plan_batches
 from .dataset import assemble_in_chunks, merge_datasets
 from .protocol import ProtocolMixin, protocol_level
 
@@ -277,13 +278,14 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
                 continue
             costs[key] = level.estimate_seconds(structure.get_ase().get_chemical_symbols())
         self.ctx.batch_attempts = {}  # str(batch index) -> launches after the first (of a batch that never started)
+        estimate = sum(costs.values())
         self.ctx.batches = plan_batches(
             costs,
             target_seconds=self.inputs.batch.target_seconds.value,
             max_structures=self.inputs.batch.max_structures.value,
+            min_batches=fill_slots(estimate, jobs_side_by_side(self.inputs.code.computer, self._options())),
         )
         self.ctx.to_launch = list(range(len(self.ctx.batches)))
-        estimate = sum(costs.values())
         self.report(
             f'{len(costs)} structures in {len(self.ctx.batches)} batch job(s), estimated {estimate:.0f} s of compute'
         )
@@ -356,16 +358,13 @@ class ReferenceWorkChain(ProtocolMixin, WorkChain):
                 relaunch.append(index)
                 continue
             results = node.outputs.parameters if 'parameters' in node.outputs else {}
-            forces = node.outputs.forces if 'forces' in node.outputs else {}
             failures = node.outputs.failures.get_dict() if 'failures' in node.outputs else {}
             if 'dataset' in node.outputs:
                 self.ctx.batch_rows.append(node.outputs.dataset.pk)
             for key in keys:
                 if key in results:
-                    self.ctx.labelled[key] = {
-                        'parameters': results[key].pk,
-                        'forces': forces[key].pk if key in forces else None,
-                    }
+                    # its row (forces included) is in the batch's `dataset` output
+                    self.ctx.labelled[key] = {'parameters': results[key].pk, 'forces': None}
                     continue
                 failure = failures.get(key) or {
                     'status': 'batch_failed',

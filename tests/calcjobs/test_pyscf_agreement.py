@@ -81,7 +81,8 @@ def parameters_for(level: str, forces: bool, frozen_core: bool = False, basis: s
     return parameters
 
 
-def assert_agrees(output: dict, forces_node, reference: dict, gradient, spin: int, level: str) -> None:
+def assert_agrees(output: dict, forces, reference: dict, gradient, spin: int, level: str) -> None:
+    """``forces``: the job's forces in eV/Å (a ``forces`` ArrayData output, or a dataset row's array), or ``None``."""
     assert output['reference'] == ('R' if spin == 0 else 'U') + ('KS' if level == 'b3lyp' else 'HF')
     assert output['multiplicity'] == spin + 1
     for key, expected in reference.items():
@@ -91,10 +92,12 @@ def assert_agrees(output: dict, forces_node, reference: dict, gradient, spin: in
         assert output[f'{key}_units'] == 'eV'
         assert output[key] / HARTREE_TO_EV == pytest.approx(expected, abs=1e-6), key
     if gradient is None:
-        assert forces_node is None
+        assert forces is None
         return
-    assert forces_node.base.attributes.get('units') == 'eV/Å'
-    computed = forces_node.get_array('forces') * BOHR_TO_ANGSTROM / HARTREE_TO_EV
+    if isinstance(forces, orm.ArrayData):
+        assert forces.base.attributes.get('units') == 'eV/Å'
+        forces = forces.get_array('forces')
+    computed = forces * BOHR_TO_ANGSTROM / HARTREE_TO_EV
     np.testing.assert_allclose(computed, -gradient, atol=1e-6)
 
 
@@ -132,6 +135,11 @@ def test_batch_job_energies_and_forces_agree(mlqm_code, make_structure, pyscf_di
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     assert 'failures' not in results
 
+    # A batch job's forces are in its dataset's rows (one a structure, in key order), not in outputs of their own.
+    assert 'forces' not in results
+    rows = {frame.structure_uuid: frame for frame in results['dataset'].frames()}
     for key, (atoms, spin) in MOLECULES.items():
         reference, gradient = direct_pyscf(pyscf_direct, atoms, spin, level, True, False, basis='sto-3g')
-        assert_agrees(results['parameters'][key].get_dict(), results['forces'][key], reference, gradient, spin, level)
+        row = rows[builder.structures[key].uuid]
+        assert row.energy == pytest.approx(results['parameters'][key]['total_energy'], abs=1e-8)
+        assert_agrees(results['parameters'][key].get_dict(), row.forces, reference, gradient, spin, level)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
+
+import numpy as np
 import pytest
 from aiida import orm
 from aiida_mlqm.calcjobs.batch import PyscfBatchCalculation
 from aiida_mlqm.calcjobs.pyscf import PyscfCalculation
 from aiida_mlqm.parsers.batch import PyscfBatchParser
+from aiida_mlqm.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 WATER = [('O', (0.0, 0.0, 0.0)), ('H', (0.0, 0.757, 0.587)), ('H', (0.0, -0.757, 0.587))]
 H2 = [('H', (0.0, 0.0, 0.0)), ('H', (0.0, 0.0, 0.74))]
 EXIT = PyscfBatchCalculation.exit_codes
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'mlqm.pyscf.batch'
 
 
 def parse(generate_calc_job_node, make_structure, case, keys, scheduler_exit_status=None):
@@ -25,22 +31,25 @@ def parse(generate_calc_job_node, make_structure, case, keys, scheduler_exit_sta
 def test_all_ok(generate_calc_job_node, make_structure):
     results, calcfunction = parse(generate_calc_job_node, make_structure, 'all_ok', ['h2', 'water'])
     assert calcfunction.exit_status == 0
-    assert set(results['parameters']) == {'h2', 'water'} == set(results['forces'])
+    assert set(results['parameters']) == {'h2', 'water'}
+    assert 'forces' not in results  # the forces are in the dataset's rows, not in a node a structure as well
     assert results['parameters']['water']['total_energy_units'] == 'eV'
-    assert results['forces']['water'].get_array('forces').shape == (3, 3)
     assert 'failures' not in results
     # The good structures as dataset rows, in key order, each naming its result node and the job.
     dataset = results['dataset']
     assert dataset.base.attributes.get('result_uuids') == [results['parameters'][key].uuid for key in ('h2', 'water')]
     assert dataset.get_array('energy')[1] == results['parameters']['water']['total_energy']
-    assert (dataset.get_array('forces')[2:] == results['forces']['water'].get_array('forces')).all()
+    raw = json.loads((FIXTURES / 'all_ok' / 'results.json').read_text())['structures']['water']['forces']
+    np.testing.assert_allclose(dataset.get_array('forces')[2:], np.array(raw) * HARTREE_TO_EV / BOHR_TO_ANGSTROM)
+    assert dataset.get_array('forces_present').tolist() == [True, True]
 
 
 def test_partial_failure_keeps_the_good_results(generate_calc_job_node, make_structure):
     results, calcfunction = parse(generate_calc_job_node, make_structure, 'partial', ['h2', 'o2'])
     assert calcfunction.exit_status == EXIT.WARNING_SOME_STRUCTURES_FAILED.status
     assert '1 of 2 structures failed: o2: scf_not_converged' in calcfunction.exit_message
-    assert set(results['parameters']) == {'h2'} == set(results['forces'])
+    assert set(results['parameters']) == {'h2'} and 'forces' not in results
+    assert len(results['dataset']) == 1
     failure = results['failures'].get_dict()['o2']
     assert failure['status'] == 'scf_not_converged'
     assert failure['exit_code'] == PyscfCalculation.exit_codes.ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED.status

@@ -174,6 +174,31 @@ def test_cost_planner_packs_by_cost_and_cap():
     assert np.isclose(sum(costs[k] for b in batches for k in b), 13.0)
 
 
+def test_planner_fills_the_job_slots_of_a_direct_computer(aiida_profile):
+    """Work worth several jobs on a machine with free cores is dealt over single-core jobs side by side, most
+    expensive first to the least loaded batch; a queueing scheduler or little work keeps one job."""
+    import types
+
+    from aiida_mlqm.workflows.batching import MIN_SPLIT_SECONDS, fill_slots, jobs_side_by_side, plan_batches
+
+    costs = {'a': 4.0, 'b': 1.0, 'c': 3.0, 'd': 2.0, 'e': 2.0}
+    assert plan_batches(costs, target_seconds=1800.0, max_structures=50) == [['a', 'b', 'c', 'd', 'e']]
+    batches = plan_batches(costs, target_seconds=1800.0, max_structures=50, min_batches=2)
+    assert batches == [['a', 'e'], ['b', 'c', 'd']]  # a, c, d, e, b dealt to the lighter batch; input order kept
+    assert sorted(sum((costs[key] for key in batch), 0.0) for batch in batches) == [6.0, 6.0]
+    assert len(plan_batches({'a': 1.0, 'b': 1.0}, target_seconds=1800.0, max_structures=50, min_batches=4)) == 2
+
+    def computer(scheduler, cpus):
+        return types.SimpleNamespace(scheduler_type=scheduler, get_default_mpiprocs_per_machine=lambda: cpus)
+
+    single = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
+    assert jobs_side_by_side(computer('core.direct', 8), single) == 8
+    assert jobs_side_by_side(computer('core.direct', 8), {'resources': {'num_cores_per_mpiproc': 2}}) == 4
+    assert jobs_side_by_side(computer('core.slurm', 8), single) == 1
+    assert fill_slots(MIN_SPLIT_SECONDS * 3.5, 8) == 3 and fill_slots(MIN_SPLIT_SECONDS * 20, 8) == 8
+    assert fill_slots(MIN_SPLIT_SECONDS / 2, 8) == 1
+
+
 def test_a_restart_chain_that_never_started_is_launched_again_and_other_failures_are_final(aiida_profile):
     """``inspect_retries`` fed faked children: a restart chain its dying worker never started (closed by the supervisor
     or ``mlqm repair``: it ran nothing) is launched again under a new label, at most ``MAX_RELAUNCHES`` times; a chain
