@@ -83,14 +83,9 @@ def _hyper(quick: bool, seed: int, **extra) -> dict:
 def _covering(structures, seed: int) -> list[int]:
     """One structure per element (rarest first, seeded), as the campaign's initial set starts: a committee never
     trained on an element cannot predict any structure that has it."""
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for element in sorted(structures.species, key=lambda z: (np.sum(structures.numbers == z), z)):
-        if any(element in structures.frame(i)[0] for i in chosen):
-            continue
-        having = [i for i in range(len(structures)) if element in structures.frame(i)[0]]
-        chosen.append(int(rng.choice(having)))
-    return chosen
+    from aiida_mlqm.models.data import cover_elements
+
+    return cover_elements(structures, range(len(structures)), rng=np.random.default_rng(seed))
 
 
 def initial_set(structures, count: int, seed: int) -> list[int]:

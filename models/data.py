@@ -263,22 +263,44 @@ def split_indices(count: int, fractions: t.Sequence[float], seed: int, *, minimu
     return [rest, *blocks]
 
 
+def cover_elements(data: Structures, candidates, *, covered=(), rng=None, limit: int | None = None) -> list[int]:
+    """Structures that bring in every element of ``data`` not in ``covered``: the one owner of "every element, rarest
+    first", which the initial set, the first expensive labels, training splits and the active-learning benchmark use.
+
+    Elements are taken rarest first (fewest atoms in ``data``); for each one still missing after the earlier picks, one
+    structure that has it is drawn from ``candidates`` (indices into ``data``) by ``rng``, or the first such candidate
+    without one. A model never trained on an element predicts nonsense for every structure that has it.
+
+    :param limit: at most this many picks.
+    :returns: the picks, in the order they were made.
+    """
+    known = {int(z) for z in covered}
+    pool = list(candidates)
+    picks: list[int] = []
+    for element in sorted(data.species, key=lambda z: (int(np.sum(data.numbers == z)), int(z))):
+        if int(element) in known:
+            continue
+        if limit is not None and len(picks) >= limit:
+            break
+        having = [int(i) for i in pool if element in data.frame(i)[0] and i not in picks]
+        if not having:
+            continue
+        pick = int(rng.choice(having)) if rng is not None else having[0]
+        picks.append(pick)
+        known |= {int(z) for z in data.frame(pick)[0]}
+    return picks
+
+
 def keep_every_element(data: Structures, train, *held_out) -> list[np.ndarray]:
-    """Move held-out structures into the training block until it has every element of ``data`` (rarest first).
+    """Move held-out structures into the training block until it has every element of ``data`` (rarest first, the
+    first held-out structure that has one: :func:`cover_elements`).
 
     A model never trained on an element cannot predict a structure that has it, so a random split of a few structures
     (three Δ pairs, one of them the only one with N) would fail at its own validation; the held-out blocks keep the rest.
     """
     train, held_out = list(train), [list(block) for block in held_out]
     known = {int(z) for i in train for z in data.frame(i)[0]}
-    for element in sorted(data.species, key=lambda z: (int(np.sum(data.numbers == z)), int(z))):
-        if int(element) in known:
-            continue
-        for block in held_out:
-            having = [i for i in block if element in data.frame(i)[0]]
-            if having:
-                block.remove(having[0])
-                train.append(having[0])
-                known |= {int(z) for z in data.frame(having[0])[0]}
-                break
+    for pick in cover_elements(data, [i for block in held_out for i in block], covered=known):
+        next(block for block in held_out if pick in block).remove(pick)
+        train.append(pick)
     return [np.sort(np.asarray(train, dtype=int)), *(np.sort(np.asarray(block, dtype=int)) for block in held_out)]

@@ -119,6 +119,7 @@ def choose_initial_set(parameters: orm.Dict, **candidates: orm.StructureData) ->
     be left in the validation set only) and a diverse initial set among the rest: one
     structure per element (rarest first, seeded), then farthest-point sampling on AEV descriptors. ``parameters``:
     ``initial_size``, ``validation_size``, ``seed``."""
+    from ..models.data import cover_elements
     from ..models.descriptors import aev_descriptors
     from ..models.selection import RULE_FPS, RULE_RANDOM, farthest_point_sampling
 
@@ -145,13 +146,7 @@ def choose_initial_set(parameters: orm.Dict, **candidates: orm.StructureData) ->
     rest = [key for key in keys if key not in set(validation)]
     structures = _structures_of(candidates, rest)
     # every element first: a model never trained on an element predicts nonsense for every molecule that has it
-    rng = np.random.default_rng(int(values['seed']))
-    covering: list[int] = []
-    for element in sorted(structures.species, key=lambda z: (np.sum(structures.numbers == z), z)):
-        if any(element in structures.frame(i)[0] for i in covering):
-            continue
-        having = [i for i in range(len(rest)) if element in structures.frame(i)[0]]
-        covering.append(int(rng.choice(having)))
+    covering = cover_elements(structures, range(len(rest)), rng=np.random.default_rng(int(values['seed'])))
     size = max(int(values['initial_size']) - len(covering), 0)
     chosen = farthest_point_sampling(aev_descriptors(structures), size, seed=int(values['seed']), selected=covering)
     records = [{'key': rest[i], 'rule': 'element coverage', 'order': n} for n, i in enumerate(covering)]
@@ -292,6 +287,7 @@ def select_expensive(parameters: orm.Dict, expensive: DatasetData | None = None,
     cannot correct a structure with an element it never saw). ``parameters``: ``count``, ``diversity``, ``seed``. ``candidates``: structures with a cheap label (or one in
     flight) and no expensive label yet.
     """
+    from ..models.data import cover_elements
     from ..models.descriptors import aev_descriptors
     from ..models.selection import RULE_FPS, farthest_point_sampling, select_batch
 
@@ -323,17 +319,10 @@ def select_expensive(parameters: orm.Dict, expensive: DatasetData | None = None,
         chosen = [int(i) for i in farthest_point_sampling(both, count, seed=int(values.get('seed', 0)), selected=list(already))]
         # The first Δ model must know every element of the structures it will correct: an element missing from the
         # expensive labels (and from the picks) takes the place of the last farthest-point pick, rarest element first.
-        covered = set(labelled.species) if labelled is not None else set()
+        covered = {int(z) for z in labelled.species} if labelled is not None else set()
         covered |= {int(z) for i in chosen for z in structures.frame(i)[0]}
-        rng = np.random.default_rng(int(values.get('seed', 0)))
-        coverage: list[int] = []
-        for element in sorted(structures.species, key=lambda z: (np.sum(structures.numbers == z), z)):
-            if element in covered or len(coverage) == len(chosen):
-                continue
-            having = [i for i in range(len(keys)) if element in structures.frame(i)[0] and i not in coverage]
-            pick = int(rng.choice(having))
-            coverage.append(pick)
-            covered |= {int(z) for z in structures.frame(pick)[0]}
+        coverage = cover_elements(structures, range(len(keys)), covered=covered, limit=len(chosen),
+                                  rng=np.random.default_rng(int(values.get('seed', 0))))
         kept = [i for i in chosen if i not in coverage][: len(chosen) - len(coverage)]
         records = [{'index': i, 'rule': 'element coverage', 'signal': None} for i in coverage]
         records += [{'index': i, 'rule': RULE_FPS, 'signal': None} for i in kept]

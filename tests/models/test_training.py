@@ -122,3 +122,20 @@ def test_split_keeps_every_element_in_training():
     # nothing missing: nothing moves
     train, calibration, validation = keep_every_element(data, np.array([0, 1, 2]), np.array([3]), np.array([], dtype=int))
     assert train.tolist() == [0, 1, 2] and calibration.tolist() == [3] and validation.tolist() == []
+
+
+def test_cover_elements_takes_the_rarest_element_first_and_stops_at_its_limit():
+    """N (one atom) before C (one atom, higher Z is later) before O; a pick that brings two missing elements covers
+    both; ``covered`` elements need no pick; the seeded draw is among the structures that have the element."""
+    import numpy as np
+    from aiida_mlqm.models.data import Structures, cover_elements
+
+    numbers = [[8, 1, 1], [6, 1, 1, 1, 1], [7, 8], [8, 1, 1], [6, 8]]
+    offsets = np.cumsum([0] + [len(n) for n in numbers])
+    data = Structures(np.concatenate(numbers), np.zeros((offsets[-1], 3)), offsets)
+    assert cover_elements(data, range(5)) == [2, 1]  # N (with O), then C; H came with the methane
+    assert cover_elements(data, range(5), covered={7, 8}) == [1]
+    assert cover_elements(data, range(5), limit=1) == [2]
+    assert cover_elements(data, [0, 1, 3, 4]) == [1, 0]  # no N among the candidates: C, then H and O
+    drawn = {cover_elements(data, range(5), rng=np.random.default_rng(seed))[1] for seed in range(20)}
+    assert drawn <= {1, 4} and len(drawn) == 2  # C from the methane or from CO, both drawn over the seeds
