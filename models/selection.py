@@ -472,8 +472,9 @@ def check_stop(history: t.Sequence[IterationRecord], rules: StopRules) -> str | 
         if len(values) == window + 1 and values[0] > 0:
             decrease = (values[0] - min(values[1:])) / values[0]
             if decrease < rules.plateau_tolerance:
+                change = f'rose by {-100 * decrease:.1f} %' if decrease < 0 else f'fell by only {100 * decrease:.1f} %'
                 return (
-                    f'uncertainty plateau: candidates\' uncertainty fell by {100 * decrease:.1f} % over the last '
-                    f'{window} iterations (less than {100 * rules.plateau_tolerance:.0f} %)'
+                    f'uncertainty plateau: candidates\' uncertainty {change} over the last {window} iterations '
+                    f'(a fall of at least {100 * rules.plateau_tolerance:.0f} % keeps the campaign going)'
                 )
     return None

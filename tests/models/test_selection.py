@@ -226,6 +226,8 @@ def test_stop_rules():
     falling = [IterationRecord({'x': 1}, 0, 0.3, u, 5) for u in (1.0, 0.7, 0.5)]
     assert check_stop(falling, rules) is None
     flat = [IterationRecord({'x': 1}, 0, 0.3, u, 5) for u in (1.0, 0.99, 0.98)]
-    assert 'plateau' in check_stop(flat, rules)
+    assert 'plateau' in check_stop(flat, rules) and 'fell by only 2.0 %' in check_stop(flat, rules)
+    rising = [IterationRecord({'x': 1}, 0, 0.3, u, 5) for u in (1.0, 1.2, 1.1)]
+    assert 'uncertainty rose by 10.0 %' in check_stop(rising, rules)  # the lowest of the window against the first
     empty = [IterationRecord({'x': 1}, 0, 0.3, 1.0, 5), IterationRecord({'x': 1}, 0, 0.3, 0.5, 0)]
     assert 'trust window' in check_stop(empty, rules)
