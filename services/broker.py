@@ -29,8 +29,6 @@ from aiida.brokers.rabbitmq.broker import RabbitmqBroker
 from aiida.common.log import AIIDA_LOGGER
 from kiwipy.rmq import RmqThreadCommunicator
 
-from .rabbitmq import BROKER_BACKEND, RABBITMQ_BACKENDS  # noqa: F401 - the backend's name lives with the settings
-
 # under AiiDA's logger, so that a worker's waits are in the daemon log (`verdi daemon logshow`)
 LOGGER = AIIDA_LOGGER.getChild('mlqm.broker')
 RETRY_S = 0.5

@@ -11,12 +11,13 @@ MIN_SPLIT_SECONDS = 2.0
 
 def jobs_side_by_side(computer, options: dict) -> int:
     """How many batch jobs ``computer`` runs at once: on a ``core.direct`` computer (jobs start at once on the machine
-    itself) its CPUs over the cores one job takes; 1 for a queueing scheduler, whose queue decides.
+    itself) its CPUs over the cores one job takes; 1 for a queueing scheduler, whose queue decides, and for a code
+    without a computer of its own (a ``PortableCode``: the job's computer is chosen at launch).
 
     Measured (``python -m benchmarks overhead``): on small molecules PySCF gains nothing from a second thread, while
     two single-thread jobs side by side take half the time, so the cores are filled with jobs rather than threads.
     """
-    if computer.scheduler_type != 'core.direct':
+    if computer is None or computer.scheduler_type != 'core.direct':
         return 1
     resources = options.get('resources', {})
     per_job = int(resources.get('num_mpiprocs_per_machine') or 1) * int(resources.get('num_cores_per_mpiproc') or 1)

@@ -195,6 +195,7 @@ def test_planner_fills_the_job_slots_of_a_direct_computer(aiida_profile):
     assert jobs_side_by_side(computer('core.direct', 8), single) == 8
     assert jobs_side_by_side(computer('core.direct', 8), {'resources': {'num_cores_per_mpiproc': 2}}) == 4
     assert jobs_side_by_side(computer('core.slurm', 8), single) == 1
+    assert jobs_side_by_side(None, single) == 1  # a PortableCode has no computer of its own
     assert fill_slots(MIN_SPLIT_SECONDS * 3.5, 8) == 3 and fill_slots(MIN_SPLIT_SECONDS * 20, 8) == 8
     assert fill_slots(MIN_SPLIT_SECONDS / 2, 8) == 1
 
